@@ -1,2 +1,3 @@
 export * from "./bench.ts";
 export * from "./errors.ts";
+export * from "./keys.ts";
