@@ -1,3 +1,5 @@
 export * from "./bench.ts";
 export * from "./errors.ts";
+export * from "./hash.ts";
 export * from "./keys.ts";
+export * from "./merkle.ts";
