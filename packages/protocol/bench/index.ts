@@ -1,0 +1,13 @@
+/** Every benchmark of @deepshard/protocol, run in sequence: one import per topic, added to `modules`. */
+import type { BenchModule, BenchRow } from "../src/bench.ts";
+import crypto from "./crypto.ts";
+
+const modules: BenchModule[] = [crypto];
+
+const bench: BenchModule = async (ctx) => {
+  const rows: BenchRow[] = [];
+  for (const run of modules) rows.push(...(await run(ctx)));
+  return rows;
+};
+
+export default bench;
