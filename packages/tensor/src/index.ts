@@ -1,1 +1,3 @@
+export * from "./backend.ts";
 export * from "./safetensors.ts";
+export * from "./wasm-kernels.ts";
