@@ -3,3 +3,6 @@ export * from "./errors.ts";
 export * from "./hash.ts";
 export * from "./keys.ts";
 export * from "./merkle.ts";
+export * from "./codec.ts";
+export * from "./messages.ts";
+export * from "./schema.ts";
