@@ -1,3 +1,15 @@
 export * from "./backend.ts";
+export * from "./config.ts";
+export * from "./eval.ts";
+export * from "./generate.ts";
+export * from "./gpt2.ts";
+export * from "./gradients.ts";
+export { KVCache } from "./layers.ts";
+export * from "./llama.ts";
+export * from "./model.ts";
+export * from "./optim.ts";
+export * from "./random.ts";
 export * from "./safetensors.ts";
+export * from "./tokenizer.ts";
+export * from "./train.ts";
 export * from "./wasm-kernels.ts";

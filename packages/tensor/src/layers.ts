@@ -1,0 +1,138 @@
+/**
+ * Building blocks shared by the GPT-2 and Llama models: norms, activations, embedding lookup,
+ * causal attention and the key/value cache used during generation. All functions are pure tfjs ops
+ * and expect to run inside the caller's `tf.tidy`.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+
+/** Per-layer keys and values of the tokens seen so far, [batch, kvHeads, length, headDim] each. */
+export class KVCache {
+  readonly keys: (tf.Tensor4D | undefined)[];
+  readonly values: (tf.Tensor4D | undefined)[];
+  /** Tokens already in the cache (the position of the next token). */
+  length = 0;
+
+  constructor(numLayers: number) {
+    this.keys = new Array(numLayers).fill(undefined);
+    this.values = new Array(numLayers).fill(undefined);
+  }
+
+  /** Appends this step's keys/values for `layer` and returns the full ones (kept across tidy scopes). */
+  append(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
+    const oldK = this.keys[layer];
+    const oldV = this.values[layer];
+    const fullK = tf.keep(oldK ? tf.concat([oldK, k], 2) : k.clone());
+    const fullV = tf.keep(oldV ? tf.concat([oldV, v], 2) : v.clone());
+    oldK?.dispose();
+    oldV?.dispose();
+    this.keys[layer] = fullK;
+    this.values[layer] = fullV;
+    return [fullK, fullV];
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t?.dispose();
+    this.keys.fill(undefined);
+    this.values.fill(undefined);
+    this.length = 0;
+  }
+}
+
+export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  const mean = tf.mean(x, -1, true);
+  const centered = tf.sub(x, mean);
+  const variance = tf.mean(tf.square(centered), -1, true);
+  return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, eps))), gamma), beta);
+}
+
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
+  const ms = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), weight);
+}
+
+/** GPT-2's gelu_new: the tanh approximation, exactly as transformers' NewGELUActivation. */
+export function geluNew(x: tf.Tensor): tf.Tensor {
+  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+/** The exact (erf) GELU. */
+export function geluErf(x: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+}
+
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/**
+ * Rows of `table` [vocab, dim] for `ids` (int32, any shape) → [...ids.shape, dim].
+ * The gradient of `gather` needs the UnsortedSegmentSum kernel; where the backend lacks it, a one-hot
+ * matmul gives the same rows (1·w + 0·rest is exact) and a gradient every backend can compute.
+ * (The one-hot is built as int32 and cast: wasm's OneHot kernel ignores a float32 dtype.)
+ */
+export function embed(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
+  const flat = tf.reshape(ids, [-1]) as tf.Tensor1D;
+  const dim = table.shape[1];
+  const rows =
+    tf.getKernel("UnsortedSegmentSum", tf.getBackend()) !== undefined
+      ? tf.gather(table, flat)
+      : tf.matMul(tf.cast(tf.oneHot(flat, table.shape[0]), "float32"), table);
+  return tf.reshape(rows, [...ids.shape, dim]);
+}
+
+/** x [..., in] @ w [in, out] (+ b) over the last axis. */
+export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
+  const shape = x.shape;
+  const y = tf.matMul(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, w);
+  const out = b ? tf.add(y, b) : y;
+  return tf.reshape(out, [...shape.slice(0, -1), w.shape[1]]);
+}
+
+/** x [..., in] @ wᵀ (+ b) for a torch Linear weight w [out, in]. */
+export function linear(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
+  const shape = x.shape;
+  const y = tf.matMul(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, w, false, true);
+  const out = b ? tf.add(y, b) : y;
+  return tf.reshape(out, [...shape.slice(0, -1), w.shape[0]]);
+}
+
+/** [B, T, H*D] → [B, H, T, D]. */
+export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
+  const [b, t, c] = x.shape as [number, number, number];
+  return tf.transpose(tf.reshape(x, [b, t, heads, c / heads]), [0, 2, 1, 3]);
+}
+
+/** [B, H, T, D] → [B, T, H*D]. */
+export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  const [b, h, t, d] = x.shape;
+  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, h * d]);
+}
+
+/** Additive causal mask [T, past+T]: query i (at position past+i) sees keys 0..past+i. */
+export function causalMask(queries: number, past: number): tf.Tensor2D {
+  const keys = past + queries;
+  const data = new Float32Array(queries * keys);
+  for (let i = 0; i < queries; i++) data.fill(-1e9, i * keys + past + i + 1, (i + 1) * keys);
+  return tf.tensor2d(data, [queries, keys]);
+}
+
+/**
+ * Scaled dot-product causal attention. q [B, H, T, D], k/v [B, KV, past+T, D] with H a multiple of KV
+ * (grouped-query attention: query head h reads key/value head floor(h / (H/KV))).
+ */
+export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, past: number): tf.Tensor4D {
+  const [b, heads, t, d] = q.shape;
+  const kvHeads = k.shape[1];
+  const group = heads / kvHeads;
+  let kk: tf.Tensor4D = k;
+  let vv: tf.Tensor4D = v;
+  if (group > 1) {
+    const len = k.shape[2];
+    kk = tf.reshape(tf.tile(tf.expandDims(k, 2), [1, 1, group, 1, 1]), [b, heads, len, d]);
+    vv = tf.reshape(tf.tile(tf.expandDims(v, 2), [1, 1, group, 1, 1]), [b, heads, len, d]);
+  }
+  let scores = tf.mul(tf.matMul(q, kk, false, true), 1 / Math.sqrt(d));
+  if (t > 1) scores = tf.add(scores, causalMask(t, past));
+  return tf.matMul(tf.softmax(scores), vv);
+}
