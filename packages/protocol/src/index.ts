@@ -4,6 +4,7 @@ export * from "./codec.ts";
 export * from "./errors.ts";
 export * from "./hash.ts";
 export * from "./keys.ts";
+export * from "./keystore.ts";
 export * from "./merkle.ts";
 export * from "./messages.ts";
 export * from "./schema.ts";
