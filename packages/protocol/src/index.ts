@@ -7,4 +7,5 @@ export * from "./keys.ts";
 export * from "./keystore.ts";
 export * from "./merkle.ts";
 export * from "./messages.ts";
+export * from "./peer.ts";
 export * from "./schema.ts";
