@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { ModelError } from "./config.ts";
 import type { CausalLM } from "./model.ts";
-import { makeBatch, windows } from "./train.ts";
+import { checkTokenIds, makeBatch, windows } from "./train.ts";
 
 export interface EvalResult {
   /** Mean of −log p(x_t | x_<t) over every scored token, in nats. */
@@ -46,10 +46,8 @@ export function logLikelihoods(
   const vocab = model.config.vocabSize;
   for (let i = 0; i < rows.length; i += batchSize) {
     const batch = makeBatch(rows.slice(i, i + batchSize));
-    for (const id of [...batch.inputs, ...batch.targets]) {
-      if (!(id >= 0 && id < vocab))
-        throw new ModelError("INPUT_INVALID", `token id ${id} is outside the vocabulary`);
-    }
+    checkTokenIds(batch.inputs, vocab);
+    checkTokenIds(batch.targets, vocab);
     const perRow = tf.tidy(() => {
       const logits = model.forward(tf.tensor2d(batch.inputs, [batch.size, batch.length], "int32"));
       const logp = tf.logSoftmax(logits);

@@ -25,8 +25,10 @@ export interface Batch {
   weights: Float32Array;
   size: number;
   length: number;
-  /** Target tokens with a nonzero mask (padding excluded). */
+  /** Target tokens, padding excluded. */
   tokens: number;
+  /** Σ of the per-token weights. */
+  totalWeight: number;
 }
 
 export interface TrainProgress {
@@ -80,14 +82,15 @@ export interface TrainResult {
 }
 
 /**
- * Mean next-token cross-entropy, weighted: Σ w·CE / Σ mask, where mask counts real target tokens.
- * Weights are absolute (weight 1 everywhere = the plain mean; 0.5 halves an example's pull).
+ * Weighted mean next-token cross-entropy Σ w·CE / Σ w over target tokens (w = the example's weight,
+ * 0 on padding): equal weights give the plain mean, an example of weight 2 pulls twice as hard as
+ * one of weight 1, and weight 0 removes an example without diluting the rest.
  */
 export function weightedCrossEntropy(
   logits: tf.Tensor3D,
   targets: tf.Tensor2D,
   weights: tf.Tensor2D,
-  tokens: number,
+  totalWeight: number,
 ): tf.Scalar {
   return tf.tidy(() => {
     const vocab = logits.shape[2];
@@ -99,7 +102,7 @@ export function weightedCrossEntropy(
     );
     return tf.div(
       tf.neg(tf.sum(tf.mul(picked, tf.reshape(weights, [-1])))),
-      Math.max(tokens, 1),
+      totalWeight > 0 ? totalWeight : 1,
     ) as tf.Scalar;
   });
 }
@@ -131,37 +134,38 @@ export function makeBatch(rows: readonly { tokens: Int32Array; weight: number }[
   const targets = new Int32Array(size * length);
   const weights = new Float32Array(size * length);
   let tokens = 0;
+  let totalWeight = 0;
   for (const [b, r] of rows.entries()) {
     const n = r.tokens.length - 1;
     inputs.set(r.tokens.subarray(0, n), b * length);
     targets.set(r.tokens.subarray(1), b * length);
     weights.fill(r.weight, b * length, b * length + n);
     tokens += n;
+    totalWeight += n * r.weight;
   }
-  return { inputs, targets, weights, size, length, tokens };
+  return { inputs, targets, weights, size, length, tokens, totalWeight };
 }
 
-function checkTokens(batch: Batch, vocab: number): void {
-  for (const id of batch.inputs) {
-    if (!(id >= 0 && id < vocab))
+/** Throws INPUT_INVALID for an id outside [0, vocab): tfjs would silently read garbage rows. */
+export function checkTokenIds(ids: Iterable<number>, vocab: number): void {
+  for (const id of ids) {
+    if (!(id >= 0 && id < vocab)) {
       throw new ModelError("INPUT_INVALID", `token id ${id} is outside the vocabulary`, { meta: { vocab } });
-  }
-  for (const id of batch.targets) {
-    if (!(id >= 0 && id < vocab))
-      throw new ModelError("INPUT_INVALID", `token id ${id} is outside the vocabulary`, { meta: { vocab } });
+    }
   }
 }
 
 /** Loss and gradients of one batch; the caller disposes the gradient tensors. */
 export function lossAndGrads(model: CausalLM, batch: Batch): { loss: number; grads: Map<string, tf.Tensor> } {
-  checkTokens(batch, model.config.vocabSize);
+  checkTokenIds(batch.inputs, model.config.vocabSize);
+  checkTokenIds(batch.targets, model.config.vocabSize);
   const vars = [...model.params.values()];
   const { value, grads } = tf.tidy(() => {
     const inputs = tf.tensor2d(batch.inputs, [batch.size, batch.length], "int32");
     const targets = tf.tensor2d(batch.targets, [batch.size, batch.length], "int32");
     const weights = tf.tensor2d(batch.weights, [batch.size, batch.length], "float32");
     return tf.variableGrads(
-      () => weightedCrossEntropy(model.forward(inputs), targets, weights, batch.tokens),
+      () => weightedCrossEntropy(model.forward(inputs), targets, weights, batch.totalWeight),
       vars,
     );
   });
