@@ -194,7 +194,7 @@ export function generateKeyPair(): KeyPair {
  * Signs `message` (RFC 8032, deterministic: noble and OpenSSL produce the same bytes). Through
  * Node's crypto, about 6× faster than noble; the secret's KeyObject is not cached on purpose.
  */
-export function sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
+export function sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array<ArrayBuffer> {
   checkSecretKey(secretKey);
   assertBytes(message, "message");
   const key = createPrivateKey({

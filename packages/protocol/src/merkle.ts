@@ -36,18 +36,18 @@ const NODE_PREFIX = new Uint8Array([0x01]);
 /** The root of a tree with no leaves: SHA-256 of the empty string. */
 export const EMPTY_MERKLE_ROOT: Uint8Array = sha256(new Uint8Array(0));
 
-function digest(h: Hash): Uint8Array {
+function digest(h: Hash): Uint8Array<ArrayBuffer> {
   const d = h.digest();
   return new Uint8Array(d.buffer, d.byteOffset, d.length);
 }
 
 /** SHA-256(0x00 ‖ chunk). */
-export function merkleLeafHash(chunk: Uint8Array): Uint8Array {
+export function merkleLeafHash(chunk: Uint8Array): Uint8Array<ArrayBuffer> {
   return digest(createHash("sha256").update(LEAF_PREFIX).update(chunk));
 }
 
 /** SHA-256(0x01 ‖ left ‖ right). */
-export function merkleNodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
+export function merkleNodeHash(left: Uint8Array, right: Uint8Array): Uint8Array<ArrayBuffer> {
   return digest(createHash("sha256").update(NODE_PREFIX).update(left).update(right));
 }
 
