@@ -1,1 +1,1 @@
-export {};
+export * from "./consensus/index.ts";

@@ -1,0 +1,12 @@
+export * from "./app.ts";
+export * from "./block.ts";
+export * from "./commit.ts";
+export { bytesBlockHashing, keySigner, protocolCrypto, signedTxBlockHashing } from "./encoding.ts";
+export * from "./engine.ts";
+export * from "./errors.ts";
+export * from "./memory-network.ts";
+export * from "./node.ts";
+export * from "./store.ts";
+export * from "./transport.ts";
+export * from "./types.ts";
+export * from "./validators.ts";
