@@ -10,6 +10,7 @@ export * from "./model.ts";
 export * from "./optim.ts";
 export * from "./random.ts";
 export * from "./safetensors.ts";
+export * from "./shard.ts";
 export * from "./tokenizer.ts";
 export * from "./train.ts";
 export * from "./wasm-kernels.ts";

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { open, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { DeepshardError, type DeepshardErrorOptions } from "@deepshard/protocol";
 
@@ -987,6 +987,9 @@ export async function writeCheckpoint(
   options: WriteCheckpointOptions = {},
 ): Promise<string[]> {
   const maxShardBytes = options.maxShardBytes ?? 5e9;
+  await mkdir(dir, { recursive: true }).catch((cause: unknown) =>
+    fail("IO", `cannot create checkpoint directory ${dir}`, { cause, meta: { dir } }),
+  );
   const shards: TensorEntry[][] = [[]];
   let shardBytes = 0;
   let total = 0;
