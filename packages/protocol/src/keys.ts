@@ -22,8 +22,8 @@
  *    equation, the same way on every node.
  *
  * Rules 2–4 run on bytes before any curve arithmetic, so the result never depends on what a given
- * OpenSSL version does with such inputs (OpenSSL 3.5 refuses small-order A and R, older versions
- * accepted them) nor on how an implementation reduces a non-canonical y.
+ * OpenSSL version does with such inputs (the OpenSSL 3.5 in Node 24 refuses small-order A and R by
+ * itself; other versions and libraries differ) nor on how an implementation reduces a non-canonical y.
  *
  * Batch verification applies the same per-signature check, spread over worker threads (a randomised
  * combined equation would be cofactored and therefore would not agree with rule 5).
