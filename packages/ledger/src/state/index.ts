@@ -1,0 +1,10 @@
+export * from "./aggregate.ts";
+export * from "./codec.ts";
+export * from "./errors.ts";
+export * from "./fixedpoint.ts";
+export * from "./hashing.ts";
+export * from "./invariants.ts";
+export * from "./machine.ts";
+export * from "./params.ts";
+export * from "./tables.ts";
+export type * from "./types.ts";
