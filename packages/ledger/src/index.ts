@@ -1,1 +1,3 @@
 export * from "./consensus/index.ts";
+export * from "./genesis/index.ts";
+export * from "./state/index.ts";
