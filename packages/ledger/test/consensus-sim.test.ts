@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { Cluster, type ClusterOptions } from "./sim/cluster.ts";
+import { protocolCrypto, verifyEvidence } from "../src/index.ts";
+import { CHAIN_ID, Cluster, type ClusterOptions } from "./sim/cluster.ts";
 
 let clusters: Cluster[] = [];
 afterEach(() => {
@@ -14,14 +15,151 @@ async function cluster(options: ClusterOptions): Promise<Cluster> {
   return c;
 }
 
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
 describe("consensus in simulation", () => {
   it("4 equal validators without faults decide 50 identical, verifiable heights", async () => {
     const c = await cluster({ seed: 1, powers: [1n, 1n, 1n, 1n] });
-    const done = await c.run(120_000, () => c.minHeight() >= 50);
-    expect(done).toBe(true);
+    expect(await c.run(60_000, () => c.minHeight() >= 50)).toBe(true);
     expect(c.assertNoFork()).toBeGreaterThanOrEqual(50);
-    expect(await c.verifyCommits(0)).toBeGreaterThanOrEqual(50);
+    for (let i = 0; i < 4; i++) expect(await c.verifyCommits(i)).toBeGreaterThanOrEqual(50);
+    c.assertSameAppState();
     expect(c.errors()).toEqual([]);
-    console.log(c.net.scheduler.now(), c.net.stats);
+  });
+
+  it("a one-validator network commits on its own", async () => {
+    const c = await cluster({ seed: 2, powers: [10n] });
+    expect(await c.run(10_000, () => c.minHeight() >= 20)).toBe(true);
+    expect(await c.verifyCommits(0)).toBeGreaterThanOrEqual(20);
+    const first = await c.validators[0]!.node.store.get(1);
+    expect(first!.commit.signatures).toHaveLength(1);
+    expect(c.errors()).toEqual([]);
+  });
+
+  it("keeps safety and liveness with 20% loss, random delays and reordering", async () => {
+    const c = await cluster({ seed: 3, powers: [1n, 1n, 1n, 1n], loss: 0.2, minDelayMs: 1, maxDelayMs: 300 });
+    expect(await c.run(300_000, () => c.minHeight() >= 30)).toBe(true);
+    expect(c.assertNoFork()).toBeGreaterThanOrEqual(30);
+    c.assertSameAppState();
+    // Losses forced later rounds: timeouts, round changes and locks were exercised.
+    expect(await c.maxDecisionRound(0)).toBeGreaterThan(0);
+    for (let i = 0; i < 4; i++) expect(await c.verifyCommits(i)).toBeGreaterThanOrEqual(30);
+    expect(c.net.stats.dropped).toBeGreaterThan(0);
+    expect(c.errors()).toEqual([]);
+  });
+
+  it("the same seed gives the same chain", async () => {
+    const run = async () => {
+      const c = await cluster({ seed: 4, powers: [3n, 2n, 2n, 1n], loss: 0.1, maxDelayMs: 200 });
+      await c.run(20_000);
+      c.stop();
+      return {
+        time: c.net.scheduler.now(),
+        chain: [...c.validators[0]!.committed],
+        stats: { ...c.net.stats },
+      };
+    };
+    const a = await run();
+    const b = await run();
+    expect(a.chain.length).toBeGreaterThan(5);
+    expect(b).toEqual(a);
+  });
+
+  it("a 2–2 partition halts without forking, and continues once healed", async () => {
+    const c = await cluster({ seed: 5, powers: [1n, 1n, 1n, 1n] });
+    expect(await c.run(60_000, () => c.minHeight() >= 5)).toBe(true);
+    c.net.partition([
+      ["v0", "v1"],
+      ["v2", "v3"],
+    ]);
+    const atSplit = c.maxHeight();
+    await c.run(60_000);
+    // In-flight messages may finish the height under way; nothing beyond it.
+    expect(c.maxHeight()).toBeLessThanOrEqual(atSplit + 1);
+    c.assertNoFork();
+    c.net.heal();
+    expect(await c.run(120_000, () => c.minHeight() >= atSplit + 10)).toBe(true);
+    expect(c.assertNoFork()).toBeGreaterThanOrEqual(atSplit + 10);
+    expect(await c.verifyCommits(3)).toBeGreaterThanOrEqual(atSplit + 10);
+    expect(c.errors()).toEqual([]);
+  });
+
+  it("a 3–1 partition: the three keep going, the one catches up with identical blocks", async () => {
+    const c = await cluster({ seed: 6, powers: [1n, 1n, 1n, 1n] });
+    expect(await c.run(60_000, () => c.minHeight() >= 5)).toBe(true);
+    c.net.partition([["v0", "v1", "v2"], ["v3"]]);
+    const lone = c.validators[3]!;
+    const loneAtSplit = lone.node.height - 1;
+    expect(await c.run(120_000, () => c.minHeight([0, 1, 2]) >= loneAtSplit + 20)).toBe(true);
+    expect(lone.node.height - 1).toBeLessThanOrEqual(loneAtSplit + 1);
+    c.net.heal();
+    const target = c.maxHeight([0, 1, 2]) + 3;
+    expect(await c.run(120_000, () => c.minHeight() >= target)).toBe(true);
+    expect(lone.synced).toBeGreaterThan(0);
+    c.assertNoFork();
+    expect(await c.verifyCommits(3)).toBeGreaterThanOrEqual(target);
+    c.assertSameAppState();
+    expect(c.errors()).toEqual([]);
+  });
+
+  it("weights quorums and proposer turns by power (40/30/20/10)", async () => {
+    const c = await cluster({ seed: 7, powers: [40n, 30n, 20n, 10n] });
+    expect(await c.run(120_000, () => c.minHeight() >= 100)).toBe(true);
+    c.assertNoFork();
+    const counts = new Map<string, number>();
+    const node = c.validators[0]!.node;
+    for (let h = 1; h <= 100; h++) {
+      const { block, commit } = (await node.store.get(h))!;
+      const key = hex(block.header.proposer);
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+      // Fault-free: every height decided in its first round, by its first proposer.
+      expect(commit.round).toBe(0);
+    }
+    const proposed = c.validators.map((v) => counts.get(hex(v.signer.publicKey)) ?? 0);
+    expect(proposed).toEqual([40, 30, 20, 10]);
+
+    // 40 + 30 = 70% > 2/3: these two alone keep deciding.
+    c.net.partition([
+      ["v0", "v1"],
+      ["v2", "v3"],
+    ]);
+    const before = c.minHeight([0, 1]);
+    expect(await c.run(120_000, () => c.minHeight([0, 1]) >= before + 10)).toBe(true);
+    // 30 + 20 + 10 = 60% ≤ 2/3: without the 40 nobody decides.
+    c.net.heal();
+    c.net.partition([["v0"], ["v1", "v2", "v3"]]);
+    await c.run(2_000);
+    const stalled = c.maxHeight([1, 2, 3]);
+    await c.run(60_000);
+    expect(c.maxHeight([1, 2, 3])).toBeLessThanOrEqual(stalled + 1);
+    c.net.heal();
+    expect(await c.run(120_000, () => c.minHeight() >= stalled + 5)).toBe(true);
+    c.assertNoFork();
+    expect(c.errors()).toEqual([]);
+  });
+
+  it("a validator that double-votes is caught by every honest node and removed, and safety holds", async () => {
+    const c = await cluster({ seed: 8, powers: [1n, 1n, 1n, 1n], doubleSigners: [3] });
+    const cheater = c.validators[3]!;
+    const honest = [0, 1, 2];
+    expect(await c.run(120_000, () => c.minHeight(honest) >= 20)).toBe(true);
+    c.assertNoFork();
+    for (const i of honest) {
+      const v = c.validators[i]!;
+      expect(v.evidence.length).toBeGreaterThan(0);
+      for (const e of v.evidence) {
+        const culprit = verifyEvidence(e, {
+          chainId: CHAIN_ID,
+          validators: c.setAt.get(e.voteA.payload.height)!,
+          crypto: protocolCrypto,
+        });
+        expect(hex(culprit)).toBe(hex(cheater.signer.publicKey));
+      }
+      // The application punished it and it left the validator set.
+      expect([...v.app.slashed]).toEqual([hex(cheater.signer.publicKey)]);
+      expect(v.node.validators.powerOf(hex(cheater.signer.publicKey))).toBe(0n);
+      expect(await c.verifyCommits(i)).toBeGreaterThanOrEqual(20);
+    }
+    expect(c.errors()).toEqual([]);
   });
 });

@@ -43,8 +43,12 @@ export class ValidatorSet {
   private readonly proposers: string[] = [];
   private roundSet: ValidatorSet = this;
 
-  private constructor(validators: ValidatorEntry[]) {
+  /** The proposer the last increment chose: the proposer of round 0. */
+  private readonly chosen: string | undefined;
+
+  private constructor(validators: ValidatorEntry[], chosen?: string) {
     this.validators = validators;
+    this.chosen = chosen;
     this.totalPower = validators.reduce((sum, v) => sum + v.power, 0n);
     this.index = new Map(validators.map((v) => [v.address, v]));
   }
@@ -124,7 +128,7 @@ export class ValidatorSet {
   proposer(round: number): ValidatorEntry {
     while (this.proposers.length <= round) {
       this.roundSet = this.proposers.length === 0 ? this : this.roundSet.incremented(1);
-      this.proposers.push(this.roundSet.highestPriority().address);
+      this.proposers.push(this.roundSet.chosen!);
     }
     return this.index.get(this.proposers[round]!)!;
   }
@@ -176,15 +180,6 @@ export class ValidatorSet {
     return sha256Parts(parts);
   }
 
-  private highestPriority(): ValidatorEntry {
-    let best = this.validators[0]!;
-    for (const v of this.validators) {
-      // Ties go to the smaller key (the list is sorted, so the first seen).
-      if (v.priority > best.priority) best = v;
-    }
-    return best;
-  }
-
   /** CometBFT's IncrementProposerPriority: rescale, centre, then `times` rounds of the round robin. */
   private incremented(times: number): ValidatorSet {
     const total = this.totalPower;
@@ -207,14 +202,17 @@ export class ValidatorSet {
       BigInt(priorities.length),
     );
     priorities = priorities.map((p) => p - avg);
+    let best = 0;
     for (let t = 0; t < times; t++) {
-      let best = 0;
+      best = 0;
       for (let i = 0; i < priorities.length; i++) {
         priorities[i]! += this.validators[i]!.power;
+        // Ties go to the smaller key: the list is sorted and `>` keeps the first.
         if (priorities[i]! > priorities[best]!) best = i;
       }
       priorities[best]! -= total;
     }
-    return new ValidatorSet(this.validators.map((v, i) => ({ ...v, priority: priorities[i]! })));
+    const validators = this.validators.map((v, i) => ({ ...v, priority: priorities[i]! }));
+    return new ValidatorSet(validators, validators[best]!.address);
   }
 }

@@ -214,6 +214,26 @@ export class Cluster {
     return byHeight.size;
   }
 
+  /** Every height executed by two applications left both with the same app hash. */
+  assertSameAppState(): void {
+    const byHeight = new Map<number, string>();
+    for (const v of this.validators) {
+      for (const [height, hash] of v.app.hashes) {
+        const seen = byHeight.get(height);
+        if (seen !== undefined && seen !== hash) throw new Error(`app hashes differ at height ${height}`);
+        byHeight.set(height, hash);
+      }
+    }
+  }
+
+  /** The highest round any block of `validator`'s chain was decided in. */
+  async maxDecisionRound(index: number): Promise<number> {
+    const node = this.validators[index]!.node;
+    let max = 0;
+    for (let h = 1; h < node.height; h++) max = Math.max(max, (await node.store.get(h))!.commit.round);
+    return max;
+  }
+
   /** Verifies the commit of every block `validator` stored, against the validator set of its height. */
   async verifyCommits(index: number): Promise<number> {
     const node = this.validators[index]!.node;

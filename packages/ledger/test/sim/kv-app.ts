@@ -35,6 +35,8 @@ function parseEvidenceTx(tx: Uint8Array): DuplicateVoteEvidence | undefined {
 export class KvApp implements ConsensusApp<Uint8Array> {
   height = 0;
   appHash: Uint8Array = new Uint8Array(32);
+  /** App hash (hex) after each committed height. */
+  readonly hashes = new Map<number, string>();
   /** Validators punished for double-signing, by hex key. */
   readonly slashed = new Set<string>();
   private chainId = "";
@@ -76,6 +78,7 @@ export class KvApp implements ConsensusApp<Uint8Array> {
     this.height = p.height;
     this.appHash = p.appHash;
     this.validators = p.validators;
+    this.hashes.set(p.height, Buffer.from(p.appHash).toString("hex"));
     for (const key of p.removed) this.slashed.add(Buffer.from(key).toString("hex"));
     this.pending = undefined;
   }
