@@ -536,8 +536,46 @@ export class SafetensorsFile {
     if (position + length > this.size) {
       fail("TRUNCATED", `read of ${length} bytes at ${position} runs past the end of ${this.path}`);
     }
-    const out = new Uint8Array(length);
+    // Unpooled and not zero-filled: every byte is overwritten by the read, and offset 0 keeps it aligned.
+    const buffer = Buffer.allocUnsafeSlow(length);
+    const out = new Uint8Array(buffer.buffer, 0, length);
     await readFully(this.#open(), out, position, length);
+    return out;
+  }
+
+  /**
+   * Several tensors (default: all) with few large reads: tensors close together in the file are read
+   * as one run, and each tensor is a view into its run's buffer when aligned (a copy otherwise). This
+   * is the fast path for loading a model; the views keep their run's buffer alive.
+   */
+  async readAll(names: Iterable<string> = this.tensors.keys()): Promise<Map<string, Tensor>> {
+    const infos = [...new Set(names)].map((n) => this.info(n)).sort((a, b) => a.byteOffset - b.byteOffset);
+    const out = new Map<string, Tensor>();
+    let i = 0;
+    while (i < infos.length) {
+      // Extend the run while the next tensor starts within RUN_GAP of the run's end.
+      const start = infos[i]!.byteOffset;
+      let end = start + infos[i]!.byteLength;
+      let j = i + 1;
+      while (
+        j < infos.length &&
+        infos[j]!.byteOffset - end <= RUN_GAP &&
+        infos[j]!.byteOffset + infos[j]!.byteLength - start <= MAX_READ
+      ) {
+        end = Math.max(end, infos[j]!.byteOffset + infos[j]!.byteLength);
+        j++;
+      }
+      const run = await this.readBytes(start, end - start);
+      for (const info of infos.slice(i, j)) {
+        const at = info.byteOffset - start;
+        out.set(info.name, {
+          dtype: info.dtype,
+          shape: [...info.shape],
+          data: bytesToTypedArray(info.dtype, run.subarray(at, at + info.byteLength)),
+        });
+      }
+      i = j;
+    }
     return out;
   }
 
@@ -571,6 +609,8 @@ export class SafetensorsFile {
 }
 
 const MAX_READ = 1 << 30;
+/** Bytes of unneeded tensors worth reading through rather than starting a new read. */
+const RUN_GAP = 1 << 20;
 
 async function readFully(
   handle: FileHandle,
@@ -872,6 +912,22 @@ export class Checkpoint {
 
   async readF32(name: string): Promise<Float32Array> {
     return this.files.get(this.info(name).file)!.readF32(name);
+  }
+
+  /** Several tensors (default: all), with few large reads per file (see SafetensorsFile.readAll). */
+  async readAll(names: Iterable<string> = this.tensors.keys()): Promise<Map<string, Tensor>> {
+    const byFile = new Map<string, string[]>();
+    for (const name of names) {
+      const file = this.info(name).file;
+      const list = byFile.get(file);
+      if (list) list.push(name);
+      else byFile.set(file, [name]);
+    }
+    const out = new Map<string, Tensor>();
+    for (const [file, list] of byFile) {
+      for (const [name, t] of await this.files.get(file)!.readAll(list)) out.set(name, t);
+    }
+    return out;
   }
 
   async close(): Promise<void> {
