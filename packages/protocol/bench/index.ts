@@ -1,8 +1,9 @@
 /** Every benchmark of @deepshard/protocol, run in sequence: one import per topic, added to `modules`. */
 import type { BenchModule, BenchRow } from "../src/bench.ts";
+import codec from "./codec.ts";
 import crypto from "./crypto.ts";
 
-const modules: BenchModule[] = [crypto];
+const modules: BenchModule[] = [crypto, codec];
 
 const bench: BenchModule = async (ctx) => {
   const rows: BenchRow[] = [];
