@@ -71,6 +71,11 @@ describe("header validation names the problem", () => {
     ["element count overflows", image({ a: t("F64", [2 ** 40, 2 ** 40], [0, 8]) }, 8), "SIZE_MISMATCH"],
     ["gap before a tensor", image({ a: t("U8", [1], [1, 2]) }, 2), "NOT_CONTIGUOUS"],
     ["overlap", image({ a: t("U8", [2], [0, 2]), b: t("U8", [1], [1, 2]) }, 2), "NOT_CONTIGUOUS"],
+    [
+      "shape nested 100000 deep",
+      image(`{"a":{"dtype":"U8","shape":${"[".repeat(1e5)}${"]".repeat(1e5)},"data_offsets":[0,0]}}`, 0),
+      "INVALID_SHAPE",
+    ],
     ["tensors past the data area", image({ a: t("U8", [4], [0, 4]) }, 2), "DATA_AREA_MISMATCH"],
     ["trailing bytes after the tensors", image({ a: t("U8", [1], [0, 1]) }, 2), "DATA_AREA_MISMATCH"],
   ];
