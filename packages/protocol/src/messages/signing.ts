@@ -7,19 +7,7 @@
 import { encode } from "../codec.ts";
 import { union, versioned } from "../schema.ts";
 import { v } from "./common.ts";
-import {
-  bondTxSchema,
-  dataSubmitTxSchema,
-  dataVoteTxSchema,
-  evidenceTxSchema,
-  type TxPayload,
-  trainingCommitTxSchema,
-  trainingRevealTxSchema,
-  trainingVerdictTxSchema,
-  transferTxSchema,
-  unbondTxSchema,
-  weightsBuyTxSchema,
-} from "./tx.ts";
+import { type TxPayload, txPayloadVariants } from "./tx.ts";
 import {
   type Precommit,
   type Proposal,
@@ -36,21 +24,7 @@ export type SignedPayloadType = SignedPayload["type"];
 
 export const signedPayloadSchema = versioned(
   v,
-  union("type", [
-    transferTxSchema,
-    bondTxSchema,
-    unbondTxSchema,
-    dataSubmitTxSchema,
-    dataVoteTxSchema,
-    trainingCommitTxSchema,
-    trainingRevealTxSchema,
-    trainingVerdictTxSchema,
-    weightsBuyTxSchema,
-    evidenceTxSchema,
-    proposalPayloadSchema,
-    prevotePayloadSchema,
-    precommitPayloadSchema,
-  ]),
+  union("type", [...txPayloadVariants, proposalPayloadSchema, prevotePayloadSchema, precommitPayloadSchema]),
 );
 
 const prefixes = new Map<string, Uint8Array>();

@@ -120,21 +120,20 @@ export const weightsBuyTxSchema = tx("weights.buy", { weightsId: hash32, maxPric
 /** Two conflicting votes signed by one validator (same height, round and type, different block). */
 export const evidenceTxSchema = tx("evidence", { voteA: signedVoteSchema, voteB: signedVoteSchema });
 
-export const txPayloadSchema = versioned(
-  v,
-  union("type", [
-    transferTxSchema,
-    bondTxSchema,
-    unbondTxSchema,
-    dataSubmitTxSchema,
-    dataVoteTxSchema,
-    trainingCommitTxSchema,
-    trainingRevealTxSchema,
-    trainingVerdictTxSchema,
-    weightsBuyTxSchema,
-    evidenceTxSchema,
-  ]),
-);
+/** Every transaction payload schema, one per `type`. */
+export const txPayloadVariants = [
+  transferTxSchema,
+  bondTxSchema,
+  unbondTxSchema,
+  dataSubmitTxSchema,
+  dataVoteTxSchema,
+  trainingCommitTxSchema,
+  trainingRevealTxSchema,
+  trainingVerdictTxSchema,
+  weightsBuyTxSchema,
+  evidenceTxSchema,
+] as const;
+export const txPayloadSchema = versioned(v, union("type", txPayloadVariants));
 
 export type TransferTx = Infer<typeof transferTxSchema>;
 export type BondTx = Infer<typeof bondTxSchema>;
