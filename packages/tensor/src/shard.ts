@@ -17,6 +17,9 @@ import {
 import { type Checkpoint, INDEX_FILE, openCheckpoint, SINGLE_FILE } from "./safetensors.ts";
 
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
+/** Bounds on manifests from peers: 16 Mi chunks of at most 1 GiB (16 TiB at the default chunk size). */
+export const MAX_CHUNK_COUNT = 1 << 24;
+export const MAX_CHUNK_SIZE = 1 << 30;
 
 export type ShardErrorCode =
   | "INVALID_MANIFEST"
@@ -120,7 +123,9 @@ export function validateManifest(value: unknown): ShardManifest {
   fromHex(m.weightsId as string, "weightsId");
   const ints = ["chunkSize", "chunkCount", "totalSize"] as const;
   for (const k of ints) if (!Number.isSafeInteger(m[k]) || (m[k] as number) < 0) bad(`${k} is not a count`);
-  if ((m.chunkSize as number) === 0) bad("chunkSize is 0");
+  if ((m.chunkSize as number) === 0 || (m.chunkSize as number) > MAX_CHUNK_SIZE)
+    bad("chunkSize is out of range");
+  if ((m.chunkCount as number) > MAX_CHUNK_COUNT) bad(`more than ${MAX_CHUNK_COUNT} chunks`);
   if (!Array.isArray(m.files) || m.files.length === 0) bad("no files");
   let chunk = 0;
   let total = 0;
@@ -202,7 +207,7 @@ export class ChunkedWeights {
   /** Reads every file once, hashing chunks as they stream by. */
   static async open(dir: string, options: ChunkOptions = {}): Promise<ChunkedWeights> {
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) {
+    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize > MAX_CHUNK_SIZE) {
       throw new ShardError("INVALID_MANIFEST", `chunk size must be a positive integer, got ${chunkSize}`);
     }
     const names = options.files ?? (await modelFiles(dir));

@@ -184,6 +184,13 @@ describe("reassembly", () => {
       { ...manifest, chunkCount: manifest.chunkCount + 1 },
       { ...manifest, totalSize: 1 },
       { ...manifest, chunkSize: 0 },
+      {
+        ...manifest,
+        chunkSize: 1,
+        chunkCount: 2 ** 40,
+        totalSize: 2 ** 40,
+        files: [{ name: "model.safetensors", size: 2 ** 40, firstChunk: 0, chunkCount: 2 ** 40 }],
+      },
       { ...manifest, files: [{ ...manifest.files[0]!, name: "../x.safetensors" }] },
       { ...manifest, files: [{ ...manifest.files[0]!, chunkCount: 1 }] },
       null,
