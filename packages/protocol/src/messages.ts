@@ -2,12 +2,18 @@
 export * from "./messages/blob.ts";
 export * from "./messages/block.ts";
 export {
+  amount as amountSchema,
   BASIS_POINTS,
+  basisPoints as basisPointsSchema,
+  chainId as chainIdSchema,
   defineMessage,
+  hash32 as hash32Schema,
   hashOf,
   type MessageCodec,
   PROTOCOL_VERSION,
+  publicKey as publicKeySchema,
   type Signed,
+  signature as signatureSchema,
   signed,
   sortedBy,
   U64_MAX,
