@@ -162,4 +162,38 @@ describe("consensus in simulation", () => {
     }
     expect(c.errors()).toEqual([]);
   });
+  it("block sync refuses blocks whose commit does not verify, then accepts honest ones", async () => {
+    const c = await cluster({ seed: 9, powers: [1n, 1n, 1n, 1n] });
+    expect(await c.run(60_000, () => c.minHeight() >= 3)).toBe(true);
+    c.net.partition([["v0", "v1", "v2"], ["v3"]]);
+    expect(await c.run(120_000, () => c.minHeight([0, 1, 2]) >= 15)).toBe(true);
+    const lone = c.validators[3]!;
+    const stuckAt = lone.node.height;
+    // The three now serve forgeries: commits cut below 2/3, or blocks whose txs were swapped.
+    const honestGets = [0, 1, 2].map((i) => {
+      const store = c.validators[i]!.node.store;
+      const get = store.get.bind(store);
+      store.get = async (h) => {
+        const entry = await get(h);
+        if (!entry) return entry;
+        return h % 2
+          ? { ...entry, commit: { ...entry.commit, signatures: entry.commit.signatures.slice(0, 2) } }
+          : { ...entry, block: { ...entry.block, txs: [new TextEncoder().encode("forged")] } };
+      };
+      return { store, get };
+    });
+    c.net.heal();
+    await c.run(20_000);
+    expect(lone.node.height).toBe(stuckAt);
+    expect(lone.node.rejected.length).toBeGreaterThan(0);
+    expect(lone.node.rejected.every((e) => e.code === "INVALID_COMMIT" || e.code === "INVALID_BLOCK")).toBe(
+      true,
+    );
+    for (const { store, get } of honestGets) store.get = get;
+    const target = c.maxHeight([0, 1, 2]) + 2;
+    expect(await c.run(120_000, () => c.minHeight() >= target)).toBe(true);
+    c.assertNoFork();
+    c.assertSameAppState();
+    expect(c.errors()).toEqual([]);
+  });
 });

@@ -1,0 +1,13 @@
+/** Every benchmark of @deepshard/ledger, run in sequence: one import per topic, added to `modules`. */
+import type { BenchModule, BenchRow } from "@deepshard/protocol";
+import consensus from "./consensus.ts";
+
+const modules: BenchModule[] = [consensus];
+
+const bench: BenchModule = async (ctx) => {
+  const rows: BenchRow[] = [];
+  for (const run of modules) rows.push(...(await run(ctx)));
+  return rows;
+};
+
+export default bench;
