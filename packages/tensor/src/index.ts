@@ -8,6 +8,7 @@ export { KVCache } from "./layers.ts";
 export * from "./llama.ts";
 export * from "./model.ts";
 export * from "./optim.ts";
+export * from "./probe.ts";
 export * from "./random.ts";
 export * from "./safetensors.ts";
 export * from "./shard.ts";
