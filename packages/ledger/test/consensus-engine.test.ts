@@ -250,7 +250,7 @@ describe("TendermintEngine", () => {
     expect(engine.round).toBe(5);
   });
 
-  it("counts a double vote once and reports it as verifiable evidence", () => {
+  it("reports a double vote once, as verifiable evidence", () => {
     const set = setOf([1n, 1n, 1n, 1n]);
     const engine = engineFor(signers[0]);
     engine.handle({ type: "start", height: 1, validators: set });

@@ -196,4 +196,29 @@ describe("consensus in simulation", () => {
     c.assertSameAppState();
     expect(c.errors()).toEqual([]);
   });
+  it("a Byzantine validator that equivocates on every proposal and vote, and stays, cannot fork the chain", async () => {
+    const c = await cluster({
+      seed: 10,
+      powers: [1n, 1n, 1n, 1n],
+      doubleSigners: [1],
+      punish: false,
+      loss: 0.05,
+    });
+    expect(await c.run(300_000, () => c.minHeight([0, 2, 3]) >= 30)).toBe(true);
+    expect(c.assertNoFork()).toBeGreaterThanOrEqual(30);
+    c.assertSameAppState();
+    const cheater = hex(c.validators[1]!.signer.publicKey);
+    for (const i of [0, 2, 3]) {
+      const v = c.validators[i]!;
+      expect(v.evidence.length).toBeGreaterThan(0);
+      expect(v.evidence.every((e) => hex(e.voteA.signer) === cheater)).toBe(true);
+    }
+    // It proposed some heights and equivocated there: the honest nodes still agree on one block each.
+    const node = c.validators[0]!.node;
+    let byCheater = 0;
+    for (let h = 1; h <= 30; h++)
+      if (hex((await node.store.get(h))!.block.header.proposer) === cheater) byCheater++;
+    expect(byCheater).toBeGreaterThan(0);
+    expect(c.errors()).toEqual([]);
+  });
 });

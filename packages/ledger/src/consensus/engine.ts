@@ -76,9 +76,18 @@ export interface EngineOptions<V> {
 
 const NIL = "nil";
 
-/** The votes of one type in one round: the first vote of each validator counts. */
+/**
+ * A Byzantine validator may sign several values in one round and type. As in the paper, where
+ * "2f+1 ⟨PREVOTE, h, r, id(v)⟩" counts messages, each signed vote counts toward its own value (a
+ * validator at most once per value), and once toward the round's total; safety still holds while
+ * faulty power is below 1/3, and honest nodes never miss a polka because they first saw a twin.
+ * Values beyond this many per validator are ignored, which bounds memory.
+ */
+const MAX_VALUES_PER_VALIDATOR = 4;
+
 class VoteSet {
-  readonly votes = new Map<string, SignedVote>();
+  /** Validator → value key → vote. */
+  readonly votes = new Map<string, Map<string, SignedVote>>();
   readonly weights = new Map<string, bigint>();
   total = 0n;
 
@@ -86,12 +95,29 @@ class VoteSet {
     return this.weights.get(key) ?? 0n;
   }
 
-  add(address: string, vote: SignedVote, power: bigint): void {
-    this.votes.set(address, vote);
-    const key = vote.payload.blockHash === null ? NIL : toHex(vote.payload.blockHash);
+  add(address: string, key: string, vote: SignedVote, power: bigint): void {
+    let mine = this.votes.get(address);
+    if (!mine) {
+      mine = new Map();
+      this.votes.set(address, mine);
+      this.total += power;
+    }
+    mine.set(key, vote);
     this.weights.set(key, this.weight(key) + power);
-    this.total += power;
   }
+
+  votesFor(key: string): SignedVote[] {
+    const out: SignedVote[] = [];
+    for (const mine of this.votes.values()) {
+      const vote = mine.get(key);
+      if (vote) out.push(vote);
+    }
+    return out;
+  }
+}
+
+function voteKey(blockHash: Uint8Array | null): string {
+  return blockHash === null ? NIL : toHex(blockHash);
 }
 
 interface RoundState {
@@ -170,9 +196,18 @@ export class TendermintEngine<V> {
     return { round: this.lockedRound, valueHash: this.lockedValue };
   }
 
-  /** Every message this node signed at the current height, for periodic re-broadcast. */
-  ownMessages(): readonly ConsensusMessage<V>[] {
-    return this.own;
+  /**
+   * What this node re-broadcasts periodically (the paper assumes gossip eventually delivers every
+   * message a correct process received): every message it signed at the current height, and the
+   * prevotes that justify its valid value, so that peers can accept its re-proposal (line 28).
+   */
+  gossip(): ConsensusMessage<V>[] {
+    const out = [...this.own];
+    if (this.validRound >= 0 && this.validValue !== null) {
+      const pol = this.rounds.get(this.validRound)?.prevotes.votesFor(this.validValue) ?? [];
+      for (const vote of pol) if (toHex(vote.signer) !== this.address) out.push({ v: 1, type: "vote", vote });
+    }
+    return out;
   }
 
   handle(event: EngineEvent<V>): EngineAction<V>[] {
@@ -402,13 +437,11 @@ export class TendermintEngine<V> {
     if (this.validators!.powerOf(address) === 0n) return;
     const rs = this.roundState(payload.round);
     const set = payload.type === "prevote" ? rs.prevotes : rs.precommits;
-    const existing = set.votes.get(address);
-    if (existing && equalBytes(existing.payload.blockHash, payload.blockHash)) return;
+    const key = voteKey(payload.blockHash);
+    const mine = set.votes.get(address);
+    if (mine?.has(key) || (mine && mine.size >= MAX_VALUES_PER_VALIDATOR)) return;
     if (!this.verified(vote.signature, payload, vote.signer)) return;
-    if (existing) {
-      this.reportDuplicate(existing, vote, address);
-      return;
-    }
+    if (mine) this.reportDuplicate(mine.values().next().value!, vote, address);
     this.acceptVote(vote, address);
   }
 
@@ -428,7 +461,8 @@ export class TendermintEngine<V> {
   private acceptVote(vote: SignedVote, address: string): void {
     const power = this.validators!.powerOf(address);
     const rs = this.roundState(vote.payload.round);
-    (vote.payload.type === "prevote" ? rs.prevotes : rs.precommits).add(address, vote, power);
+    const set = vote.payload.type === "prevote" ? rs.prevotes : rs.precommits;
+    set.add(address, voteKey(vote.payload.blockHash), vote, power);
     this.noteSender(rs, address, power);
   }
 
@@ -550,8 +584,8 @@ export class TendermintEngine<V> {
   private decide(round: number, id: string, value: V): void {
     const entry = this.values.get(id)!;
     const precommits = this.rounds.get(round)!.precommits;
-    const signatures = [...precommits.votes.values()]
-      .filter((v) => v.payload.blockHash !== null && toHex(v.payload.blockHash) === id)
+    const signatures = precommits
+      .votesFor(id)
       .map((v) => ({ validator: v.signer, signature: v.signature }))
       .sort((a, b) => Buffer.compare(a.validator, b.validator));
     const commit: Commit = { v: 1, height: this._height, round, blockHash: entry.hash, signatures };

@@ -398,7 +398,7 @@ export class ConsensusNode<Tx> {
     this.cancelGossip = this.timer.setTimeout(() => {
       if (!this.running) return;
       this.enqueue(() => {
-        for (const message of this.engine.ownMessages()) this.transport.broadcast(message);
+        for (const message of this.engine.gossip()) this.transport.broadcast(message);
       });
       this.scheduleGossip();
     }, interval);

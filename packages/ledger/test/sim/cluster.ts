@@ -13,6 +13,7 @@ import {
   type ConsensusTransport,
   type DuplicateVoteEvidence,
   keySigner,
+  type ProposalMessage,
   protocolCrypto,
   SimNetwork,
   type SimTransport,
@@ -20,6 +21,7 @@ import {
   type TimeoutConfig,
   type TxSource,
   ValidatorSet,
+  type VoteMessage,
   verifyCommit,
 } from "../../src/index.ts";
 import { KvApp } from "./kv-app.ts";
@@ -39,8 +41,13 @@ export interface ClusterOptions {
   loss?: number;
   minDelayMs?: number;
   maxDelayMs?: number;
-  /** Indices of validators that sign two different votes for every vote they cast. */
+  /**
+   * Indices of Byzantine validators: they sign two different votes for every vote they cast, and
+   * two different blocks for every proposal they make.
+   */
   doubleSigners?: number[];
+  /** Whether the application removes a validator on evidence (default true). */
+  punish?: boolean;
 }
 
 export interface SimValidator {
@@ -85,29 +92,44 @@ class DoubleSigningTransport implements ConsensusTransport<Uint8Array> {
   }
 
   broadcast(message: ConsensusMessage<Block<Uint8Array>>): void {
-    if (message.type !== "vote") {
-      this.inner.broadcast(message);
-      return;
-    }
-    const payload = {
-      ...message.vote.payload,
-      blockHash: message.vote.payload.blockHash === null ? sha256(Uint8Array.of(this.flip++)) : null,
-    };
-    const twin: ConsensusMessage<Block<Uint8Array>> = {
-      v: 1,
-      type: "vote",
-      vote: {
-        payload,
-        signer: this.signer.publicKey,
-        signature: this.signer.sign(protocolCrypto.signingBytes(payload)),
-      },
-    };
+    const twin = message.type === "vote" ? this.twinVote(message) : this.twinProposal(message);
+    if (!twin) return;
     this.network.peerIds().forEach((peer, i) => {
       if (peer === this.id) return;
       const [first, second] = i % 2 === 0 ? [message, twin] : [twin, message];
       this.inner.sendTo(peer, first);
       this.inner.sendTo(peer, second);
     });
+  }
+
+  private sign<P extends Parameters<typeof protocolCrypto.signingBytes>[0]>(payload: P) {
+    return {
+      payload,
+      signer: this.signer.publicKey,
+      signature: this.signer.sign(protocolCrypto.signingBytes(payload)),
+    };
+  }
+
+  private twinVote(message: VoteMessage): ConsensusMessage<Block<Uint8Array>> {
+    const { payload } = message.vote;
+    const blockHash = payload.blockHash === null ? sha256(Uint8Array.of(this.flip++)) : null;
+    return { v: 1, type: "vote", vote: this.sign({ ...payload, blockHash }) };
+  }
+
+  /** The same block with one more transaction: valid, and different. */
+  private twinProposal(
+    message: ProposalMessage<Block<Uint8Array>>,
+  ): ConsensusMessage<Block<Uint8Array>> | undefined {
+    // A re-proposal of a locked block cannot be forged into a valid other one; send it as is.
+    if (message.proposal.payload.polRound !== -1) {
+      this.inner.broadcast(message);
+      return undefined;
+    }
+    const txs = [...message.block.txs, Uint8Array.of(this.flip++)];
+    const header = { ...message.block.header, txRoot: bytesBlockHashing.txRoot(txs) };
+    const block = { ...message.block, header, txs };
+    const blockHash = bytesBlockHashing.headerHash(header);
+    return { v: 1, type: "proposal", proposal: this.sign({ ...message.proposal.payload, blockHash }), block };
   }
 
   onMessage(handler: (message: ConsensusMessage<Block<Uint8Array>>, from: string) => void): void {
@@ -151,7 +173,7 @@ export class Cluster {
       const transport = options.doubleSigners?.includes(i)
         ? new DoubleSigningTransport(inner, this.net, signer)
         : inner;
-      const app = new KvApp();
+      const app = new KvApp(options.punish ?? true);
       const node = new ConsensusNode<Uint8Array>({
         chainId: CHAIN_ID,
         genesis,

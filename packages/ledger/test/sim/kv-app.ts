@@ -40,6 +40,12 @@ export class KvApp implements ConsensusApp<Uint8Array> {
   /** Validators punished for double-signing, by hex key. */
   readonly slashed = new Set<string>();
   private chainId = "";
+  private readonly punish: boolean;
+
+  /** @param punish whether evidence removes the validator (off: a Byzantine validator stays to keep attacking). */
+  constructor(punish = true) {
+    this.punish = punish;
+  }
   private validators: ValidatorSet | undefined;
   private pending:
     | { height: number; appHash: Uint8Array; validators: ValidatorSet; removed: Uint8Array[] }
@@ -57,7 +63,15 @@ export class KvApp implements ConsensusApp<Uint8Array> {
   }
 
   async prepareProposal(request: PrepareProposalRequest<Uint8Array>) {
-    const punish = request.misbehavior.filter((e) => this.evidenceValid(e, this.validators!));
+    const misbehavior = this.punish ? request.misbehavior : [];
+    // One evidence transaction per culprit: the first removes it, a second would be invalid.
+    const culprits = new Set<string>();
+    const punish = misbehavior.filter((e) => {
+      const culprit = Buffer.from(e.voteA.signer).toString("hex");
+      if (culprits.has(culprit) || !this.evidenceValid(e, this.validators!)) return false;
+      culprits.add(culprit);
+      return true;
+    });
     return [...punish.map(evidenceTx), ...request.txs].slice(0, request.maxTxs);
   }
 
