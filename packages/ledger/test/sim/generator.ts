@@ -134,23 +134,46 @@ const TYPES = (
   ] as const
 ).flatMap(([type, n]) => Array.from({ length: n }, () => type));
 
-export function runSimulation(options: SimOptions): SimResult {
-  const rng = new Rng(options.seed);
-  const machine = options.machine ?? new StateMachine();
-  const actors = simActors(options.seed);
-  const byAddress = new Map(actors.map((a) => [a.address, a]));
-  let state = simGenesis(actors);
-  const stats: SimStats = { txs: 0, ok: 0, byCode: {}, byType: {} };
-  const secrets = new Map<string, { weightsId: Uint8Array; salt: Uint8Array }>();
-  /** Trainers this run makes dishonest: validators reject them. */
-  const dishonest = new Set<string>();
-  let txCounter = 0;
-  let offline = new Set<string>();
-  let rootChain = new Uint8Array(32);
-  const zeroSig = new Uint8Array(64);
+export interface SimStep {
+  prev: LedgerState;
+  block: BlockInput;
+  result: BlockResult;
+}
 
-  for (let b = 0; b < options.blocks; b++) {
-    const t = state.tables;
+/** A simulated chain that can start from any state (a store's, after a crash) and step one block at a time. */
+export class Simulation {
+  readonly seed: number;
+  readonly opsPerBlock: number;
+  readonly actors: Actor[];
+  state: LedgerState;
+  readonly stats: SimStats = { txs: 0, ok: 0, byCode: {}, byType: {} };
+  rootChain: Uint8Array = new Uint8Array(32);
+  private readonly rng: Rng;
+  private readonly machine: StateMachine;
+  private readonly byAddress: Map<string, Actor>;
+  private readonly secrets = new Map<string, { weightsId: Uint8Array; salt: Uint8Array }>();
+  /** Trainers this run makes dishonest: validators reject them. */
+  private readonly dishonest = new Set<string>();
+  private offline = new Set<string>();
+
+  constructor(options: {
+    seed: number;
+    opsPerBlock: number;
+    machine?: StateMachine | undefined;
+    state?: LedgerState;
+  }) {
+    this.seed = options.seed;
+    this.opsPerBlock = options.opsPerBlock;
+    this.actors = simActors(options.seed);
+    this.byAddress = new Map(this.actors.map((a) => [a.address, a]));
+    this.state = options.state ?? simGenesis(this.actors);
+    const height = this.state.tables.meta.get("meta")!.height;
+    this.rng = new Rng((options.seed ^ Math.imul(height, 0x85ebca6b)) >>> 0);
+    this.machine = options.machine ?? new StateMachine();
+  }
+
+  step(): SimStep {
+    const t = this.state.tables;
     const meta = t.meta.get("meta")!;
     const height = meta.height + 1;
     const nonces = new Map<string, bigint>();
@@ -166,57 +189,62 @@ export function runSimulation(options: SimOptions): SimResult {
     ): void => {
       // mutate: 0 valid envelope, 1 replayed nonce, 2 wrong chain, 3 fee too low, 4 future nonce
       let nonce = nextNonce(actor);
-      if (mutate === 1) nonce -= 1n + BigInt(rng.int(3));
-      if (mutate === 4) nonce += 1n + BigInt(rng.int(3));
+      if (mutate === 1) nonce -= 1n + BigInt(this.rng.int(3));
+      if (mutate === 4) nonce += 1n + BigInt(this.rng.int(3));
       const payload = {
         v: 1,
         chainId: mutate === 2 ? "deepshard-other-1" : CHAIN_ID,
         nonce,
-        fee: mutate === 3 ? 0n : 1n + BigInt(rng.int(3)),
+        fee: mutate === 3 ? 0n : 1n + BigInt(this.rng.int(3)),
         ...body,
       } as TxPayload;
       if (mutate === 0) nonces.set(actor.address, nonce);
       const id = new Uint8Array(32);
-      new DataView(id.buffer).setUint32(0, options.seed >>> 0);
-      new DataView(id.buffer).setUint32(4, txCounter);
-      new DataView(id.buffer).setUint32(28, Math.imul(txCounter++, 0x9e3779b1) >>> 0);
-      txs.push({ tx: { payload, signer: actor.publicKey, signature: zeroSig }, hash: id });
+      new DataView(id.buffer).setUint32(0, this.seed >>> 0);
+      new DataView(id.buffer).setUint32(4, height);
+      new DataView(id.buffer).setUint32(8, txs.length);
+      new DataView(id.buffer).setUint32(28, Math.imul(height * 65_536 + txs.length, 0x9e3779b1) >>> 0);
+      txs.push({ tx: { payload, signer: actor.publicKey, signature: ZERO_SIGNATURE }, hash: id });
     };
 
-    if (b % 40 === 0) {
-      offline = new Set();
-      if (rng.chance(0.6)) offline.add(rng.pick(meta.validators).address);
+    if ((height - 1) % 40 === 0) {
+      this.offline = new Set();
+      if (this.rng.chance(0.6)) this.offline.add(this.rng.pick(meta.validators).address);
     }
-    const activeValidators = meta.validators.map((v) => byAddress.get(v.address)!);
+    const activeValidators = meta.validators.map((v) => this.byAddress.get(v.address)!);
     const openSubs = [...t.submissions.keys()];
     const roundId = meta.activeRound;
     const round = roundId >= 0 ? t.rounds.get(roundId.toString().padStart(12, "0")) : undefined;
     const weightsIds = [...t.weights.keys()];
 
-    for (let attempt = 0; txs.length < options.opsPerBlock && attempt < options.opsPerBlock * 4; attempt++) {
-      const actor = rng.pick(actors);
-      const mutate = rng.chance(0.08) ? 1 + rng.int(4) : 0;
-      const type = rng.pick(TYPES);
+    for (let attempt = 0; txs.length < this.opsPerBlock && attempt < this.opsPerBlock * 4; attempt++) {
+      const actor = this.rng.pick(this.actors);
+      const mutate = this.rng.chance(0.08) ? 1 + this.rng.int(4) : 0;
+      const type = this.rng.pick(TYPES);
       const balance = t.accounts.get(actor.address)?.balance ?? 0n;
       switch (type) {
         case "transfer": {
-          const amount = rng.chance(0.05) ? balance + 1_000_000n : BigInt(1 + rng.int(5_000));
+          const amount = this.rng.chance(0.05) ? balance + 1_000_000n : BigInt(1 + this.rng.int(5_000));
           push(
             actor,
-            { type, to: rng.pick(actors).publicKey, amount: rng.chance(0.02) ? 0n : amount },
+            { type, to: this.rng.pick(this.actors).publicKey, amount: this.rng.chance(0.02) ? 0n : amount },
             mutate,
           );
           break;
         }
         case "bond":
-          push(actor, { type, amount: BigInt(1 + rng.int(rng.chance(0.1) ? 2_000_000 : 6_000)) }, mutate);
+          push(
+            actor,
+            { type, amount: BigInt(1 + this.rng.int(this.rng.chance(0.1) ? 2_000_000 : 6_000)) },
+            mutate,
+          );
           break;
         case "unbond": {
           const bonded = t.validators.get(actor.address)?.bonded ?? 0n;
           const amount =
-            bonded > 0n && rng.chance(0.8)
-              ? 1n + (bonded * BigInt(rng.int(40))) / 100n
-              : 1n + BigInt(rng.int(100));
+            bonded > 0n && this.rng.chance(0.8)
+              ? 1n + (bonded * BigInt(this.rng.int(40))) / 100n
+              : 1n + BigInt(this.rng.int(100));
           push(actor, { type, amount }, mutate);
           break;
         }
@@ -226,31 +254,31 @@ export function runSimulation(options: SimOptions): SimResult {
             {
               type,
               contentHash:
-                rng.chance(0.05) && openSubs.length > 0
-                  ? fromHex(t.submissions.get(rng.pick(openSubs))!.contentHash)
-                  : rng.bytes(32),
-              size: rng.chance(0.02) ? 0 : 1 + rng.int(100_000),
-              stake: BigInt(rng.chance(0.05) ? 1 : 10 + rng.int(500)),
+                this.rng.chance(0.05) && openSubs.length > 0
+                  ? fromHex(t.submissions.get(this.rng.pick(openSubs))!.contentHash)
+                  : this.rng.bytes(32),
+              size: this.rng.chance(0.02) ? 0 : 1 + this.rng.int(100_000),
+              stake: BigInt(this.rng.chance(0.05) ? 1 : 10 + this.rng.int(500)),
             },
             mutate,
           );
           break;
         case "data.vote": {
           if (openSubs.length === 0) break;
-          const voter = rng.chance(0.85) ? rng.pick(activeValidators) : actor;
-          const id = rng.chance(0.03) ? rng.bytes(32) : fromHex(rng.pick(openSubs));
+          const voter = this.rng.chance(0.85) ? this.rng.pick(activeValidators) : actor;
+          const id = this.rng.chance(0.03) ? this.rng.bytes(32) : fromHex(this.rng.pick(openSubs));
           // Each submission has a hidden quality; validators mostly agree on it, some disagree.
           const quality = ((id[30]! << 8) | id[31]!) % 10_001;
           const scores = Object.fromEntries(
             CRITERIA.map((c) => {
-              const noise = rng.chance(0.2) ? rng.int(10_001) : quality + rng.int(1_000) - 500;
+              const noise = this.rng.chance(0.2) ? this.rng.int(10_001) : quality + this.rng.int(1_000) - 500;
               return [c, Math.max(0, Math.min(10_000, noise))];
             }),
           ) as Record<(typeof CRITERIA)[number], number>;
           const sub = t.submissions.get(toHex(id));
           const segmentWeights =
-            sub && rng.chance(0.3)
-              ? [{ offset: 0, length: Math.max(1, Math.floor(sub.size / 2)), weight: rng.int(10_001) }]
+            sub && this.rng.chance(0.3)
+              ? [{ offset: 0, length: Math.max(1, Math.floor(sub.size / 2)), weight: this.rng.int(10_001) }]
               : undefined;
           push(
             voter,
@@ -260,23 +288,26 @@ export function runSimulation(options: SimOptions): SimResult {
           break;
         }
         case "training.commit": {
-          const weightsId = rng.bytes(32);
-          const salt = rng.bytes(32);
-          const r = round && rng.chance(0.9) ? round.id : rng.int(5);
-          secrets.set(`${r}/${actor.address}`, { weightsId, salt });
-          if (rng.chance(0.3)) dishonest.add(`${r}/${actor.address}`);
+          const weightsId = this.rng.bytes(32);
+          const salt = this.rng.bytes(32);
+          const r = round && this.rng.chance(0.9) ? round.id : this.rng.int(5);
+          this.secrets.set(`${r}/${actor.address}`, { weightsId, salt });
+          if (this.rng.chance(0.3)) this.dishonest.add(`${r}/${actor.address}`);
           push(actor, { type, round: r, commitment: trainingCommitment(weightsId, salt) }, mutate);
           break;
         }
         case "training.reveal": {
           if (!round) break;
           const trainers = Object.keys(round.trainers);
-          const trainer = trainers.length > 0 && rng.chance(0.9) ? byAddress.get(rng.pick(trainers))! : actor;
-          const secret = secrets.get(`${round.id}/${trainer.address}`) ?? {
-            weightsId: rng.bytes(32),
-            salt: rng.bytes(32),
+          const trainer =
+            trainers.length > 0 && this.rng.chance(0.9)
+              ? this.byAddress.get(this.rng.pick(trainers))!
+              : actor;
+          const secret = this.secrets.get(`${round.id}/${trainer.address}`) ?? {
+            weightsId: this.rng.bytes(32),
+            salt: this.rng.bytes(32),
           };
-          const salt = rng.chance(0.1) ? rng.bytes(32) : secret.salt;
+          const salt = this.rng.chance(0.1) ? this.rng.bytes(32) : secret.salt;
           push(trainer, { type, round: round.id, weightsId: secret.weightsId, salt }, mutate);
           break;
         }
@@ -286,12 +317,12 @@ export function runSimulation(options: SimOptions): SimResult {
             .filter((k) => round.trainers[k]!.weightsId !== "")
             .sort();
           if (revealed.length === 0) break;
-          const voter = rng.chance(0.9) ? rng.pick(activeValidators) : actor;
-          const chosen = revealed.filter(() => rng.chance(0.7));
+          const voter = this.rng.chance(0.9) ? this.rng.pick(activeValidators) : actor;
+          const chosen = revealed.filter(() => this.rng.chance(0.7));
           if (chosen.length === 0) chosen.push(revealed[0]!);
           const verdicts = chosen.map((k) => ({
             trainer: fromHex(k),
-            accept: dishonest.has(`${round.id}/${k}`) ? rng.chance(0.1) : rng.chance(0.95),
+            accept: this.dishonest.has(`${round.id}/${k}`) ? this.rng.chance(0.1) : this.rng.chance(0.95),
             reasons: [],
           }));
           push(voter, { type, round: round.id, verdicts }, mutate);
@@ -303,8 +334,8 @@ export function runSimulation(options: SimOptions): SimResult {
             actor,
             {
               type,
-              weightsId: rng.chance(0.05) ? rng.bytes(32) : fromHex(rng.pick(weightsIds)),
-              maxPrice: rng.chance(0.1) ? price - 1n : price + BigInt(rng.int(100)),
+              weightsId: this.rng.chance(0.05) ? this.rng.bytes(32) : fromHex(this.rng.pick(weightsIds)),
+              maxPrice: this.rng.chance(0.1) ? price - 1n : price + BigInt(this.rng.int(100)),
             },
             mutate,
           );
@@ -313,10 +344,10 @@ export function runSimulation(options: SimOptions): SimResult {
       }
     }
     // Now and then a validator double-signs and anyone reports it (sometimes twice, or forged).
-    if (rng.chance(0.02) && meta.validators.length > 3) {
-      const culprit = byAddress.get(rng.pick(meta.validators).address)!;
-      const reporter = rng.pick(actors);
-      const vh = Math.max(1, height - 1 - rng.int(5));
+    if (this.rng.chance(0.02) && meta.validators.length > 3) {
+      const culprit = this.byAddress.get(this.rng.pick(meta.validators).address)!;
+      const reporter = this.rng.pick(this.actors);
+      const vh = Math.max(1, height - 1 - this.rng.int(5));
       const vote = (hash: Uint8Array): SignedVoteLike => {
         const payload: Vote = {
           v: 1,
@@ -332,40 +363,56 @@ export function runSimulation(options: SimOptions): SimResult {
           signature: sign(culprit.secretKey, signingBytes(payload)),
         };
       };
-      const a = vote(rng.bytes(32));
-      const bVote = rng.chance(0.2) ? a : vote(rng.bytes(32));
+      const a = vote(this.rng.bytes(32));
+      const bVote = this.rng.chance(0.2) ? a : vote(this.rng.bytes(32));
       push(reporter, { type: "evidence", voteA: a, voteB: bVote });
     }
 
     const proposer =
-      meta.validators.length > 0 ? meta.validators[b % meta.validators.length]!.address : actors[0]!.address;
+      meta.validators.length > 0
+        ? meta.validators[height % meta.validators.length]!.address
+        : this.actors[0]!.address;
     const signers =
       height === 1
         ? null
-        : meta.lastValidators.filter((v) => !offline.has(v.address)).map((v) => fromHex(v.address));
+        : meta.lastValidators.filter((v) => !this.offline.has(v.address)).map((v) => fromHex(v.address));
     const block: BlockInput = {
       height,
       time: meta.time + 1_000,
-      hash: sha256Parts([rootChain, new Uint8Array([b & 255, (b >> 8) & 255])]),
+      hash: sha256Parts([
+        this.rootChain,
+        new Uint8Array([height & 255, (height >> 8) & 255, (height >> 16) & 255]),
+      ]),
       proposer: fromHex(proposer),
       lastCommitSigners: signers,
       txs,
     };
-    const result = machine.applyBlock(state, block);
+    const result = this.machine.applyBlock(this.state, block);
     for (let i = 0; i < txs.length; i++) {
       const r = result.txResults[i]!;
       const type = txs[i]!.tx.payload.type;
-      stats.txs++;
-      if (r.code === "OK") stats.ok++;
-      stats.byCode[r.code] = (stats.byCode[r.code] ?? 0) + 1;
-      stats.byType[`${type}:${r.code === "OK" ? "ok" : "fail"}`] =
-        (stats.byType[`${type}:${r.code === "OK" ? "ok" : "fail"}`] ?? 0) + 1;
+      this.stats.txs++;
+      if (r.code === "OK") this.stats.ok++;
+      this.stats.byCode[r.code] = (this.stats.byCode[r.code] ?? 0) + 1;
+      this.stats.byType[`${type}:${r.code === "OK" ? "ok" : "fail"}`] =
+        (this.stats.byType[`${type}:${r.code === "OK" ? "ok" : "fail"}`] ?? 0) + 1;
     }
-    options.onBlock?.(state, result.state, block, result);
-    rootChain = sha256Parts([rootChain, result.state.root]);
-    state = result.state;
+    this.rootChain = sha256Parts([this.rootChain, result.state.root]);
+    const prev = this.state;
+    this.state = result.state;
+    return { prev, block, result };
   }
-  return { state, rootChain: toHex(rootChain), stats };
+}
+
+const ZERO_SIGNATURE = new Uint8Array(64);
+
+export function runSimulation(options: SimOptions): SimResult {
+  const sim = new Simulation(options);
+  for (let b = 0; b < options.blocks; b++) {
+    const { prev, block, result } = sim.step();
+    options.onBlock?.(prev, result.state, block, result);
+  }
+  return { state: sim.state, rootChain: toHex(sim.rootChain), stats: sim.stats };
 }
 
 type SignedVoteLike = Extract<TxPayload, { type: "evidence" }>["voteA"];
