@@ -1,1 +1,1 @@
-export {};
+export * from "./scoring/index.ts";
