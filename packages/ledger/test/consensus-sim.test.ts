@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { protocolCrypto, verifyEvidence } from "../src/index.ts";
 import { CHAIN_ID, Cluster, type ClusterOptions } from "./sim/cluster.ts";
@@ -220,5 +221,44 @@ describe("consensus in simulation", () => {
       if (hex((await node.store.get(h))!.block.header.proposer) === cheater) byCheater++;
     expect(byCheater).toBeGreaterThan(0);
     expect(c.errors()).toEqual([]);
+  });
+  it("random seeds, loss, delays, a Byzantine validator and a healed partition: never a fork, always progress", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 0, max: 30 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.constantFrom(
+          [
+            ["v0", "v1"],
+            ["v2", "v3"],
+          ],
+          [["v0", "v1", "v2"], ["v3"]],
+          [["v0"], ["v1"], ["v2"], ["v3"]],
+        ),
+        async (seed, lossPercent, byzantine, groups) => {
+          const c = await cluster({
+            seed,
+            powers: [1n, 1n, 1n, 1n],
+            loss: lossPercent / 100,
+            maxDelayMs: 250,
+            doubleSigners: [byzantine],
+            punish: false,
+          });
+          const honest = [0, 1, 2, 3].filter((i) => i !== byzantine);
+          expect(await c.run(600_000, () => c.minHeight(honest) >= 3)).toBe(true);
+          c.net.partition(groups);
+          await c.run(10_000);
+          c.net.heal();
+          const target = c.maxHeight(honest) + 5;
+          expect(await c.run(600_000, () => c.minHeight(honest) >= target)).toBe(true);
+          c.assertNoFork();
+          c.assertSameAppState();
+          expect(c.errors()).toEqual([]);
+          c.stop();
+        },
+      ),
+      { numRuns: 8, seed: 42 },
+    );
   });
 });
