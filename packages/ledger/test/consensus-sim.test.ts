@@ -261,4 +261,34 @@ describe("consensus in simulation", () => {
       { numRuns: 8, seed: 42 },
     );
   });
+  it("logs every signed vote before sending it, and never sends one its vote log refuses", async () => {
+    const c = new Cluster({ seed: 12, powers: [1n, 1n, 1n, 1n], voteLogs: true });
+    clusters.push(c);
+    const v0 = c.validators[0]!;
+    // As if v0 had signed a prevote for another block at height 2, round 0, then crashed.
+    const earlier = {
+      v: 1,
+      type: "prevote",
+      chainId: CHAIN_ID,
+      height: 2,
+      round: 0,
+      blockHash: new Uint8Array(32).fill(7),
+    } as const;
+    await v0.voteLog!.record(earlier);
+    await c.start();
+    expect(await c.run(60_000, () => c.minHeight() >= 10)).toBe(true);
+    c.assertNoFork();
+    // The others never saw v0 sign two prevotes there: no evidence against it.
+    for (const v of c.validators.slice(1)) expect(v.evidence).toEqual([]);
+    expect(v0.node.errors.map((e) => (e as { code?: string }).code)).toContain("VOTE_CONFLICT");
+    // Every validator prevotes in round 0 of each height; v0's prevote of the last committed
+    // height is in its log, and committed heights below it were pruned.
+    const last = v0.node.height - 1;
+    expect(await v0.voteLog!.get(last, 0, "prevote")).toMatchObject({
+      type: "prevote",
+      height: last,
+      round: 0,
+    });
+    expect(await v0.voteLog!.get(2, 0, "prevote")).toBeUndefined();
+  });
 });

@@ -29,6 +29,18 @@ export interface GenesisConsensus {
   initialHeight?: number;
 }
 
+/**
+ * A validator's durable log of what it signed (the ledger's VoteLog): `record` must resolve before
+ * a signed message leaves the node, and rejects a different payload for the same height, round and
+ * type, so a node that crashed and restarted cannot sign twice.
+ */
+export interface SignLog {
+  /** Called with the vote or proposal payload (VotePayload | ProposalPayload). */
+  record(payload: { type: string; height: number; round: number }): Promise<void>;
+  /** Forgets entries below `height`. */
+  prune?(height: number): Promise<void>;
+}
+
 export interface ConsensusNodeOptions<Tx> {
   chainId: string;
   genesis: GenesisConsensus;
@@ -39,6 +51,8 @@ export interface ConsensusNodeOptions<Tx> {
   /** The validator key; a node without one follows the chain without voting. */
   signer?: ConsensusSigner | undefined;
   timer?: Timer | undefined;
+  /** Where this validator logs what it signs before sending it; required for a validator that can restart. */
+  signLog?: SignLog | undefined;
   /** Candidate transactions for the blocks this node proposes. */
   txs?: TxSource<Tx> | undefined;
   store?: BlockStore<Tx> | undefined;
@@ -88,6 +102,8 @@ export class ConsensusNode<Tx> {
   private readonly commitListeners = new Set<(c: CommittedBlock<Tx>) => void>();
   private readonly evidenceListeners = new Set<(e: DuplicateVoteEvidence) => void>();
   private readonly evidencePool = new Map<string, PendingEvidence>();
+  /** Own messages the sign log refused: never sent, not even by gossip. */
+  private readonly refused = new WeakSet<object>();
   private queue: Promise<void> = Promise.resolve();
   private running = false;
   private cancelGossip: (() => void) | undefined;
@@ -215,7 +231,7 @@ export class ConsensusNode<Tx> {
     for (const action of actions) {
       switch (action.type) {
         case "broadcast":
-          this.transport.broadcast(action.message);
+          await this.send(action.message);
           break;
         case "scheduleTimeout": {
           const { kind, height, round } = action;
@@ -256,6 +272,21 @@ export class ConsensusNode<Tx> {
           break;
       }
     }
+  }
+
+  /** Sends a message this node signed, once the sign log holds it; a refused entry is never sent. */
+  private async send(message: ConsensusMessage<Block<Tx>>): Promise<void> {
+    const log = this.options.signLog;
+    if (log) {
+      try {
+        await log.record(message.type === "vote" ? message.vote.payload : message.proposal.payload);
+      } catch (err) {
+        this.refused.add(message);
+        this.absorb(err);
+        return;
+      }
+    }
+    this.transport.broadcast(message);
   }
 
   private async startEngine(): Promise<void> {
@@ -370,6 +401,7 @@ export class ConsensusNode<Tx> {
     this.lastBlockTime = info.time;
     this.lastCommit = commit;
     this._height = info.height + 1;
+    await this.options.signLog?.prune?.(info.height);
     const maxAge = this.options.evidenceMaxAgeHeights ?? 100;
     for (const [key, entry] of this.evidencePool)
       if (entry.seenAt + maxAge < this._height) this.evidencePool.delete(key);
@@ -398,7 +430,8 @@ export class ConsensusNode<Tx> {
     this.cancelGossip = this.timer.setTimeout(() => {
       if (!this.running) return;
       this.enqueue(() => {
-        for (const message of this.engine.gossip()) this.transport.broadcast(message);
+        for (const message of this.engine.gossip())
+          if (!this.refused.has(message)) this.transport.broadcast(message);
       });
       this.scheduleGossip();
     }, interval);

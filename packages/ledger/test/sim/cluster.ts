@@ -13,6 +13,7 @@ import {
   type ConsensusTransport,
   type DuplicateVoteEvidence,
   keySigner,
+  MemoryDb,
   type ProposalMessage,
   protocolCrypto,
   SimNetwork,
@@ -21,6 +22,7 @@ import {
   type TimeoutConfig,
   type TxSource,
   ValidatorSet,
+  VoteLog,
   type VoteMessage,
   verifyCommit,
 } from "../../src/index.ts";
@@ -48,6 +50,8 @@ export interface ClusterOptions {
   doubleSigners?: number[];
   /** Whether the application removes a validator on evidence (default true). */
   punish?: boolean;
+  /** Gives every validator a VoteLog over an in-memory database. */
+  voteLogs?: boolean;
 }
 
 export interface SimValidator {
@@ -55,6 +59,7 @@ export interface SimValidator {
   signer: ConsensusSigner;
   node: ConsensusNode<Uint8Array>;
   app: KvApp;
+  voteLog: VoteLog | undefined;
   /** Block hash (hex) by height, as this node committed them. */
   committed: Map<number, string>;
   synced: number;
@@ -174,6 +179,7 @@ export class Cluster {
         ? new DoubleSigningTransport(inner, this.net, signer)
         : inner;
       const app = new KvApp(options.punish ?? true);
+      const voteLog = options.voteLogs ? new VoteLog(new MemoryDb()) : undefined;
       const node = new ConsensusNode<Uint8Array>({
         chainId: CHAIN_ID,
         genesis,
@@ -184,12 +190,22 @@ export class Cluster {
         signer,
         timer: this.net.scheduler,
         txs: new CounterTxs(id),
+        signLog: voteLog,
         timeouts: SIM_TIMEOUTS,
         commitTimeoutMs: 50,
         gossipIntervalMs: 400,
         syncDelayMs: 300,
       });
-      const v: SimValidator = { id, signer, node, app, committed: new Map(), synced: 0, evidence: [] };
+      const v: SimValidator = {
+        id,
+        signer,
+        node,
+        app,
+        voteLog,
+        committed: new Map(),
+        synced: 0,
+        evidence: [],
+      };
       node.onCommit((c) => {
         v.committed.set(c.height, Buffer.from(c.hash).toString("hex"));
         if (c.synced) v.synced++;
