@@ -2,8 +2,9 @@
 import type { BenchModule, BenchRow } from "../src/bench.ts";
 import codec from "./codec.ts";
 import crypto from "./crypto.ts";
+import host from "./host.ts";
 
-const modules: BenchModule[] = [crypto, codec];
+const modules: BenchModule[] = [crypto, codec, host];
 
 const bench: BenchModule = async (ctx) => {
   const rows: BenchRow[] = [];

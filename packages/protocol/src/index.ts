@@ -3,6 +3,7 @@ export * from "./bench.ts";
 export * from "./codec.ts";
 export * from "./errors.ts";
 export * from "./hash.ts";
+export * from "./host/index.ts";
 export * from "./keys.ts";
 export * from "./keystore.ts";
 export * from "./merkle.ts";
