@@ -2,6 +2,7 @@ export * from "./backend.ts";
 export * from "./config.ts";
 export * from "./eval.ts";
 export * from "./generate.ts";
+export * from "./genesis.ts";
 export * from "./gpt2.ts";
 export * from "./gradients.ts";
 export { KVCache } from "./layers.ts";

@@ -77,14 +77,57 @@ export function embed(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
   const rows =
     tf.getKernel("UnsortedSegmentSum", tf.getBackend()) !== undefined
       ? tf.gather(table, flat)
-      : tf.matMul(tf.cast(tf.oneHot(flat, table.shape[0]), "float32"), table);
+      : mm(tf.cast(tf.oneHot(flat, table.shape[0]), "float32") as tf.Tensor2D, table);
   return tf.reshape(rows, [...ids.shape, dim]);
 }
+
+/*
+ * The wasm backend runs a matmul through XNNPACK only for unbatched operands without transpose
+ * flags (20–40 GFLOP/s); anything else takes a scalar loop at 0.5–2 GFLOP/s. tfjs's own matMul
+ * gradient uses the transpose flags, so these wrappers transpose explicitly instead (a transpose is
+ * a cheap copy) in both directions.
+ */
+
+/** a [M, K] @ b [K, N], forward and backward on the fast path. */
+export const mm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+  save([a, b]);
+  return {
+    value: tf.matMul(a, b),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sa, sb] = saved as [tf.Tensor2D, tf.Tensor2D];
+      return [tf.matMul(dy as tf.Tensor2D, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy as tf.Tensor2D)];
+    },
+  };
+}) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
+function swapLast(x: tf.Tensor): tf.Tensor {
+  const perm = x.shape.map((_, i) => i);
+  perm[perm.length - 2] = perm.length - 1;
+  perm[perm.length - 1] = perm.length - 2;
+  return tf.transpose(x, perm);
+}
+
+/**
+ * Batched a [..., M, K] @ bᵀ for b [..., N, K]: the scalar batched loop reads both operands along
+ * K contiguously only in this form, so the gradients are arranged into it too.
+ */
+export const bmmT = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [a, b, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+  save([a, b]);
+  return {
+    value: tf.matMul(a, b, false, true),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sa, sb] = saved as [tf.Tensor, tf.Tensor];
+      return [tf.matMul(dy, swapLast(sb), false, true), tf.matMul(swapLast(dy), swapLast(sa), false, true)];
+    },
+  };
+}) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 
 /** x [..., in] @ w [in, out] (+ b) over the last axis. */
 export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
   const shape = x.shape;
-  const y = tf.matMul(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, w);
+  const y = mm(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, w);
   const out = b ? tf.add(y, b) : y;
   return tf.reshape(out, [...shape.slice(0, -1), w.shape[1]]);
 }
@@ -92,7 +135,7 @@ export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
 /** x [..., in] @ wᵀ (+ b) for a torch Linear weight w [out, in]. */
 export function linear(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
   const shape = x.shape;
-  const y = tf.matMul(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, w, false, true);
+  const y = mm(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, tf.transpose(w));
   const out = b ? tf.add(y, b) : y;
   return tf.reshape(out, [...shape.slice(0, -1), w.shape[0]]);
 }
@@ -132,7 +175,7 @@ export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
     kk = tf.reshape(tf.tile(tf.expandDims(k, 2), [1, 1, group, 1, 1]), [b, heads, len, d]);
     vv = tf.reshape(tf.tile(tf.expandDims(v, 2), [1, 1, group, 1, 1]), [b, heads, len, d]);
   }
-  let scores = tf.mul(tf.matMul(q, kk, false, true), 1 / Math.sqrt(d));
+  let scores = tf.mul(bmmT(q, kk), 1 / Math.sqrt(d));
   if (t > 1) scores = tf.add(scores, causalMask(t, past));
-  return tf.matMul(tf.softmax(scores), vv);
+  return bmmT(tf.softmax(scores), swapLast(vv)) as tf.Tensor4D;
 }
