@@ -101,8 +101,8 @@ export interface SegmentVote {
  * (the default) are left out.
  */
 export function aggregateSegments(votes: readonly SegmentVote[], size: number): Segment[] {
-  const counted = votes.filter((v) => v.weight > 0n && v.segments.length > 0);
-  if (counted.length === 0 || size === 0) return [];
+  const counted = votes.filter((v) => v.weight > 0n);
+  if (size === 0 || counted.every((v) => v.segments.length === 0)) return [];
   const cuts = new Set<number>([0, size]);
   for (const v of counted) {
     for (const s of v.segments) {
