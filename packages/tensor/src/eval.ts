@@ -5,6 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { ModelError } from "./config.ts";
 import type { CausalLM } from "./model.ts";
+import { tokenizerFor } from "./tokenizer.ts";
 import { checkTokenIds, makeBatch, windows } from "./train.ts";
 
 export interface EvalResult {
@@ -78,4 +79,18 @@ export function evaluate(
   if (tokens === 0) throw new ModelError("INPUT_INVALID", "no sequence has 2 or more tokens to score");
   const meanCrossEntropy = -total / tokens;
   return { meanCrossEntropy, perplexity: Math.exp(meanCrossEntropy), tokens, sequences: sequences.length };
+}
+
+/** `evaluate` over texts, tokenized by the model's own tokenizer, each text ended by its EOS token. */
+export function evaluateTexts(
+  model: CausalLM,
+  texts: readonly string[],
+  options: EvalOptions = {},
+): EvalResult {
+  const tok = tokenizerFor(model.config);
+  return evaluate(
+    model,
+    texts.map((t) => [...tok.encode(t), tok.eosTokenId]),
+    options,
+  );
 }

@@ -171,9 +171,17 @@ export function causalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   let kk: tf.Tensor4D = k;
   let vv: tf.Tensor4D = v;
   if (group > 1) {
+    // Rank-4 tile: tfjs has no tile gradient above rank 4.
     const len = k.shape[2];
-    kk = tf.reshape(tf.tile(tf.expandDims(k, 2), [1, 1, group, 1, 1]), [b, heads, len, d]);
-    vv = tf.reshape(tf.tile(tf.expandDims(v, 2), [1, 1, group, 1, 1]), [b, heads, len, d]);
+    const repeat = (x: tf.Tensor4D) =>
+      tf.reshape(tf.tile(tf.reshape(x, [b, kvHeads, 1, len * d]), [1, 1, group, 1]), [
+        b,
+        heads,
+        len,
+        d,
+      ]) as tf.Tensor4D;
+    kk = repeat(k);
+    vv = repeat(v);
   }
   let scores = tf.mul(bmmT(q, kk), 1 / Math.sqrt(d));
   if (t > 1) scores = tf.add(scores, causalMask(t, past));

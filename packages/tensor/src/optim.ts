@@ -48,8 +48,9 @@ export class AdamW {
       let m = this.#m.get(name);
       let v = this.#v.get(name);
       if (!m || !v) {
-        m = tf.variable(tf.zerosLike(p), false);
-        v = tf.variable(tf.zerosLike(p), false);
+        // tidy frees the zeros; variables survive it.
+        m = tf.tidy(() => tf.variable(tf.zerosLike(p), false));
+        v = tf.tidy(() => tf.variable(tf.zerosLike(p), false));
         this.#m.set(name, m);
         this.#v.set(name, v);
       }

@@ -8,6 +8,7 @@ import type { LlamaConfig } from "../src/config.ts";
 import { parseConfig } from "../src/config.ts";
 import type { CausalLM } from "../src/model.ts";
 import { createModel, loadModel, modelInfo, saveModel, weightsDigest } from "../src/model.ts";
+import { train } from "../src/train.ts";
 
 /** A straightforward Llama forward pass in float64 loops: the independent reference. */
 function referenceLlama(c: LlamaConfig, w: Map<string, Float32Array>, ids: number[]): Float64Array {
@@ -199,6 +200,19 @@ describe("Llama", () => {
     );
     model.dispose();
     back.dispose();
+  });
+
+  it("trains: gradients flow through RoPE, grouped-query attention and SwiGLU", async () => {
+    const model = createModel(untied, { seed: 9 });
+    const before = tf.memory().numTensors;
+    const result = await train(model, [{ tokens: ids }, { tokens: [...ids].reverse() }], {
+      steps: 20,
+      batchSize: 2,
+      lr: 1e-2,
+    });
+    expect(result.losses.at(-1)!).toBeLessThan(result.losses[0]! * 0.5);
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
   });
 
   it("the same seed gives the same weights", () => {

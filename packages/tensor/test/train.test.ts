@@ -73,6 +73,7 @@ describe("training", () => {
 
   it("lowers the loss, reports progress, writes checkpoints and leaks no tensors", async () => {
     const model = createModel(config, { seed: 2 });
+    const start = tf.memory().numTensors;
     const progress: TrainProgress[] = [];
     const counts: number[] = [];
     const result = await train(
@@ -101,6 +102,7 @@ describe("training", () => {
     expect(result.tokens).toBe(15 * (9 + 7 + 5 + 8));
     expect(result.losses.at(-1)!).toBeLessThan(result.losses[0]! * 0.6);
     expect(new Set(counts.slice(1)).size).toBe(1);
+    expect(tf.memory().numTensors).toBe(start);
     expect((await readdir(join(dir, "ckpt"))).sort()).toEqual(["step-10", "step-20", "step-30"]);
     const saved = await loadModel(join(dir, "ckpt", "step-30"));
     expect(weightsDigest(saved)).toBe(weightsDigest(model));
