@@ -3,6 +3,7 @@ import { DeepshardError, type DeepshardErrorOptions } from "@deepshard/protocol"
 /** Why a transaction was refused; the code is what clients and the mempool switch on. */
 export type TxErrorCode =
   | "TX_MALFORMED"
+  | "TX_BAD_SIGNATURE"
   | "TX_WRONG_CHAIN"
   | "TX_BAD_NONCE"
   | "TX_FEE_TOO_LOW"

@@ -1,4 +1,5 @@
 export * from "./aggregate.ts";
+export * from "./app.ts";
 export * from "./codec.ts";
 export * from "./errors.ts";
 export * from "./fixedpoint.ts";

@@ -133,6 +133,30 @@ export class StateMachine {
     this.execute(ctx, input);
   }
 
+  /**
+   * The longest prefix-respecting selection of `inputs` (at most `max`) that succeed one after
+   * the other on top of `state`: what a proposer puts in its block.
+   */
+  selectTxs(state: LedgerState, inputs: readonly TxInput[], max: number): TxInput[] {
+    const ws = new WorkingState(state);
+    const meta = ws.get("meta", META)!;
+    const ctx = this.context(ws, ws.get("params", PARAMS)!, meta.height + 1, undefined);
+    const selected: TxInput[] = [];
+    for (const input of inputs) {
+      if (selected.length >= max) break;
+      const mark = ws.mark();
+      try {
+        this.ante(ctx, input.tx);
+        this.execute(ctx, input);
+        selected.push(input);
+      } catch (err) {
+        if (!(err instanceof TxError)) throw err;
+        ws.revert(mark);
+      }
+    }
+    return selected;
+  }
+
   private context(ws: WorkingState, params: Params, height: number, proposer: string | undefined): Ctx {
     const meta = ws.get("meta", META)!;
     const power = new Map<string, bigint>();

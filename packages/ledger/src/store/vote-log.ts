@@ -15,7 +15,6 @@ export interface SignedStep {
   type: string;
   height: number;
   round: number;
-  [field: string]: unknown;
 }
 
 function voteKey(height: number, round: number, type: string): Uint8Array {
@@ -39,7 +38,7 @@ export class VoteLog {
   }
 
   /** Resolves once `vote` is durably logged; rejects with VOTE_CONFLICT if it conflicts. */
-  record(vote: SignedStep): Promise<void> {
+  record<T extends SignedStep>(vote: T): Promise<void> {
     const next = this.queue.then(() => this.recordNow(vote));
     this.queue = next.catch(() => undefined);
     return next;
