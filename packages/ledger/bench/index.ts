@@ -1,8 +1,9 @@
 /** Every benchmark of @deepshard/ledger, run in sequence: one import per topic, added to `modules`. */
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import consensus from "./consensus.ts";
+import state from "./state.ts";
 
-const modules: BenchModule[] = [consensus];
+const modules: BenchModule[] = [consensus, state];
 
 const bench: BenchModule = async (ctx) => {
   const rows: BenchRow[] = [];
