@@ -3,11 +3,14 @@
  * same bytes in the same run (both with a length prefix, both landing in one buffer), and gossip
  * messages per second among four hosts.
  */
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { BenchModule, BenchRow } from "../src/bench.ts";
 import { createHost, type Host } from "../src/host/index.ts";
 
 const PROTOCOL = "/deepshard/bench/blob/1";
+/** Noise's largest plaintext per message: 65535 bytes minus the 16-byte tag. */
+const NOISE_PLAINTEXT = 65519;
 const TOPIC = "/deepshard/bench/gossip/1";
 
 const bench: BenchModule = async (ctx) => {
@@ -18,7 +21,7 @@ const bench: BenchModule = async (ctx) => {
   for (let i = 0; i < size; i += 997) blob[i] = i & 0xff;
 
   // Raw and libp2p runs alternate, so a load change on this shared machine hits both alike.
-  const { rawMs, hostMs } = await withRawServer(blob, (port) =>
+  const { rawMs, hostMs, cipherMs } = await withRawServer(blob, (port) =>
     withHosts(2, async ([client, server]) => {
       await server!.handle(PROTOCOL, () => blob, { maxResponseBytes: size });
       await client!.dial(server!.addresses()[0]!);
@@ -30,18 +33,23 @@ const bench: BenchModule = async (ctx) => {
       };
       const raw: number[] = [];
       const host: number[] = [];
+      const cipher: number[] = [];
       await viaHost();
       await rawFetch(port, size);
       for (let i = 0; i < repeats; i++) {
         host.push(await timeMs(viaHost));
         raw.push(await timeMs(() => rawFetch(port, size)));
+        cipher.push(await timeMs(async () => sealAndOpen(blob)));
       }
-      return { rawMs: median(raw), hostMs: median(host) };
+      return { rawMs: median(raw), hostMs: median(host), cipherMs: median(cipher) };
     }),
   );
   const mbps = (ms: number) => size / 1e6 / (ms / 1000);
   const ratio = (100 * mbps(hostMs)) / mbps(rawMs);
-  ctx.log(`host: request/response ${label}: ${hostMs.toFixed(0)} ms, raw TCP ${rawMs.toFixed(0)} ms`);
+  ctx.log(
+    `host: request/response ${label}: ${hostMs.toFixed(0)} ms, raw TCP ${rawMs.toFixed(0)} ms, ` +
+      `noise's cipher alone ${cipherMs.toFixed(0)} ms`,
+  );
   const rows: BenchRow[] = [
     {
       package: "protocol",
@@ -50,6 +58,13 @@ const bench: BenchModule = async (ctx) => {
       unit: "MB/s",
     },
     { package: "protocol", metric: `raw TCP ${label} blob (node:net)`, value: mbps(rawMs), unit: "MB/s" },
+    {
+      // What noise adds on one core: both ends' ChaCha20-Poly1305, one node:crypto cipher per message.
+      package: "protocol",
+      metric: `noise ChaCha20-Poly1305 seal+open ${label} (64 KiB messages)`,
+      value: mbps(cipherMs),
+      unit: "MB/s",
+    },
     {
       package: "protocol",
       metric: "request/response vs raw TCP",
@@ -73,6 +88,23 @@ const bench: BenchModule = async (ctx) => {
 };
 
 export default bench;
+
+/** Encrypts and decrypts `data` as noise does: one fresh ChaCha20-Poly1305 cipher per 65519-byte message. */
+function sealAndOpen(data: Uint8Array): void {
+  const key = new Uint8Array(32).fill(7);
+  const nonce = new Uint8Array(12);
+  const view = new DataView(nonce.buffer);
+  for (let offset = 0, n = 0; offset < data.byteLength; offset += NOISE_PLAINTEXT, n++) {
+    view.setUint32(4, n, true);
+    const plain = data.subarray(offset, offset + NOISE_PLAINTEXT);
+    const seal = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
+    const sealed = Buffer.concat([seal.update(plain), seal.final()]);
+    const open = createDecipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
+    open.setAuthTag(seal.getAuthTag());
+    open.update(sealed);
+    open.final();
+  }
+}
 
 async function timeMs(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();

@@ -127,7 +127,8 @@ async function serve(
         `request of ${declared} bytes is above ${limits.maxRequestBytes}`,
         signal,
       );
-      // The requester may still be sending its body: reset instead of reading it.
+      // Flush the error, then reset rather than read a body the requester may still be sending.
+      await stream.close({ signal });
       stream.abort(new HostError("TOO_LARGE", "request too large"));
       return;
     }
