@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,7 +30,7 @@ interface Run {
 }
 
 /** Spawns the real CLI; several runs go in parallel, as each pays Node's and tfjs's startup. */
-function run(args: string[]): Promise<Run> {
+function run(args: string[], stdin = ""): Promise<Run> {
   const { DEEPSHARD_BACKEND: _, ...env } = process.env;
   return new Promise((done) => {
     const child = execFile(
@@ -41,7 +41,7 @@ function run(args: string[]): Promise<Run> {
         done({ status: err ? Number(err.code ?? 1) : 0, stdout, stderr });
       },
     );
-    child.stdin?.end();
+    child.stdin?.end(stdin);
   });
 }
 
@@ -60,7 +60,7 @@ beforeAll(async () => {
   await initBackend({ backend: "wasm" });
   const config = gpt2ConfigJson({
     vocabSize: 258,
-    nPositions: 64,
+    nPositions: 1024,
     nEmbd: 32,
     nLayer: 1,
     nHead: 2,
@@ -91,7 +91,7 @@ async function expectedText(options: {
 describe("deepshard generate", () => {
   it("streams the tensor package's seeded completion, reproducibly, and honours --max-tokens", async () => {
     const common = ["generate", "--model", bytesModel, "--backend", "wasm", "--max-tokens", "12"];
-    const [a, b, other, human] = await Promise.all([
+    const [a, b, other, human, piped] = await Promise.all([
       run([...common, "--seed", "41", "--json", prompt]),
       run([...common, "--seed", "41", "--json", prompt]),
       run([
@@ -108,8 +108,9 @@ describe("deepshard generate", () => {
         prompt,
       ]),
       run([...common, "--seed", "41", prompt]),
+      run([...common, "--seed", "41"], prompt),
     ]);
-    for (const r of [a, b, other, human]) expect(r.status, r.stderr).toBe(0);
+    for (const r of [a, b, other, human, piped]) expect(r.status, r.stderr).toBe(0);
     const first = events(a.stdout);
     const again = events(b.stdout);
     expect(again.tokens).toEqual(first.tokens);
@@ -126,6 +127,7 @@ describe("deepshard generate", () => {
     expect(first.done.text).toBe(await expectedText({ seed: 41, maxNewTokens: 12 }));
     expect(first.tokens.map((e) => e.text).join("")).toBe(first.done.text);
     expect(human.stdout).toBe(first.done.text);
+    expect(piped.stdout).toBe(first.done.text);
     expect(human.stderr).toMatch(
       /^\[12 tokens in [\d.]+ s, [\d.]+ tok\/s, finish length, seed 41, backend wasm\]$/m,
     );
@@ -199,6 +201,29 @@ describe("deepshard generate", () => {
     } finally {
       model.dispose();
     }
+  });
+
+  it("stops quietly when the reader closes the pipe", async () => {
+    const child = spawn(process.execPath, [
+      bin,
+      "generate",
+      "--model",
+      bytesModel,
+      "--max-tokens",
+      "1000",
+      "--seed",
+      "1",
+      "--json",
+      "x",
+    ]);
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdout.once("data", () => child.stdout.destroy());
+    const code = await new Promise((done) => child.on("close", done));
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
   });
 
   it("rejects bad options and prompts with one clear error and exit 1", async () => {

@@ -80,7 +80,16 @@ export async function generateHandler(
       ...(options.topK === undefined ? {} : { topK: options.topK }),
       ...(options.topP === undefined ? {} : { topP: options.topP }),
     });
+    // A reader that goes away (`| head`) ends generation quietly, as with any Unix filter.
+    const ignoreClosedPipe = (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE") throw err;
+    };
+    process.stdout.on("error", ignoreClosedPipe);
     while (finishReason === undefined) {
+      if (process.stdout.destroyed) {
+        await it.return({ tokens, finishReason: "stop" });
+        return;
+      }
       const next = await it.next();
       if (next.done) {
         finishReason = next.value.finishReason;
