@@ -111,9 +111,10 @@ describe("deepshard model eval", () => {
     writeFileSync(jsonl, `${docs.map((text) => JSON.stringify({ text, source: "test" })).join("\n")}\n`);
     const tok = new ByteTokenizer();
 
-    const [p, j] = await Promise.all([
+    const [p, j, h] = await Promise.all([
       run(["model", "eval", bytesModel, "--text", plain, "--json"]),
       run(["model", "eval", bytesModel, "--text", jsonl, "--json", "--batch-size", "1"]),
+      run(["model", "eval", bytesModel, "--text", jsonl, "--batch-size", "1"]),
     ]);
     expect(p.status, p.stderr).toBe(0);
     const single = evaluate(bytes, [tok.encode(docs[1]!)]);
@@ -128,6 +129,10 @@ describe("deepshard model eval", () => {
     );
     expect(JSON.parse(j.stdout)).toMatchObject({ sequences: 2, tokens: both.tokens });
     expect(JSON.parse(j.stdout).meanCrossEntropy).toBeCloseTo(both.meanCrossEntropy, 5);
+    // More sequences than one batch: progress lines on stderr (not a terminal), none with --json.
+    expect(j.stderr).toBe("");
+    expect(h.stderr).toMatch(/^sequence 1\/2 \([\d.]+s\)\nsequence 2\/2 \([\d.]+s\)\n$/);
+    expect(h.stdout).toContain(`mean cross-entropy ${both.meanCrossEntropy.toFixed(4)}`);
   });
 
   it("says clearly what is wrong with the model directory or the input, in one error and exit 1", async () => {
