@@ -28,12 +28,18 @@ interface Run {
 }
 
 /** Spawns the real CLI; several runs go in parallel, as each pays Node's and tfjs's startup. */
-function run(args: string[]): Promise<Run> {
+function run(args: string[], stdin = ""): Promise<Run> {
   const { DEEPSHARD_BACKEND: _, ...env } = process.env;
   return new Promise((done) => {
-    execFile(process.execPath, [bin, ...args], { encoding: "utf8", env }, (err, stdout, stderr) => {
-      done({ status: err ? Number(err.code ?? 1) : 0, stdout, stderr });
-    });
+    const child = execFile(
+      process.execPath,
+      [bin, ...args],
+      { encoding: "utf8", env },
+      (err, stdout, stderr) => {
+        done({ status: err ? Number(err.code ?? 1) : 0, stdout, stderr });
+      },
+    );
+    child.stdin?.end(stdin);
   });
 }
 
@@ -88,9 +94,10 @@ describe("deepshard model eval", () => {
     const json = join(dir, "ids.json");
     writeFileSync(json, JSON.stringify(sequences));
 
-    const [a, b] = await Promise.all([
+    const [a, b, piped] = await Promise.all([
       run(["model", "eval", fixture, "--token-ids", lines, "--json", "--backend", "wasm"]),
       run(["model", "eval", fixture, "--token-ids", json]),
+      run(["model", "eval", fixture, "--token-ids", "-", "--json"], readFileSync(lines, "utf8")),
     ]);
     expect(a.status, a.stderr).toBe(0);
     const result = JSON.parse(a.stdout);
@@ -101,6 +108,9 @@ describe("deepshard model eval", () => {
     expect(b.status, b.stderr).toBe(0);
     expect(b.stdout).toContain(`mean cross-entropy ${referenceLoss.toFixed(4)} nats/token`);
     expect(b.stdout).toContain(`perplexity ${Math.exp(referenceLoss).toFixed(2)}`);
+
+    expect(piped.status, piped.stderr).toBe(0);
+    expect(JSON.parse(piped.stdout).meanCrossEntropy).toBe(result.meanCrossEntropy);
   });
 
   it("tokenizes plain text and JSONL for a byte-level model, with the tensor package's result", async () => {

@@ -20,10 +20,10 @@ export function registerModel(program: Command): void {
     .command("eval")
     .description("mean next-token cross-entropy and perplexity of a model on a text or token id file")
     .argument("<dir>", "model directory")
-    .option("--text <file>", 'plain text (one document), or JSONL with a "text" field per line')
+    .option("--text <file>", 'plain text (one document), or JSONL with a "text" field per line; - for stdin')
     .option(
       "--token-ids <file>",
-      "token ids: a JSON array of arrays of integers, or one sequence per line (ids separated by spaces)",
+      "token ids: a JSON array of arrays of integers, or one sequence per line (ids separated by spaces); - for stdin",
     )
     .option("--batch-size <n>", "sequences per forward pass", positiveInt, 8)
     .option("--backend <name>", BACKEND_HELP)

@@ -1,23 +1,31 @@
-import { readFile, stat } from "node:fs/promises";
+import { createReadStream } from "node:fs";
 import { DeepshardError } from "@deepshard/protocol";
 
-/** Input files are read whole: refuse sizes that would exhaust memory instead of trying. */
+/** Inputs are read whole: refuse sizes that would exhaust memory instead of trying. */
 export const MAX_INPUT_BYTES = 256 * 1024 * 1024;
 
+/** Reads a whole input file, or stdin for "-"; pipes work too. Stops at MAX_INPUT_BYTES. */
 export async function readInputFile(file: string): Promise<string> {
-  const info = await stat(file).catch((cause: unknown) => {
+  const stream = file === "-" ? process.stdin : createReadStream(file);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_INPUT_BYTES) {
+        throw new DeepshardError("INPUT_TOO_LARGE", `${file} is larger than ${MAX_INPUT_BYTES >> 20} MiB`, {
+          details: "split it into several files",
+        });
+      }
+      chunks.push(chunk);
+    }
+  } catch (cause) {
+    if (cause instanceof DeepshardError) throw cause;
     throw new DeepshardError("INPUT_UNREADABLE", `cannot read ${file}`, { cause });
-  });
-  if (!info.isFile()) throw new DeepshardError("INPUT_UNREADABLE", `${file} is not a file`);
-  if (info.size > MAX_INPUT_BYTES) {
-    throw new DeepshardError("INPUT_TOO_LARGE", `${file} is larger than ${MAX_INPUT_BYTES >> 20} MiB`, {
-      details: "split it into several files",
-      meta: { size: info.size },
-    });
+  } finally {
+    if (stream !== process.stdin) stream.destroy();
   }
-  return readFile(file, "utf8").catch((cause: unknown) => {
-    throw new DeepshardError("INPUT_UNREADABLE", `cannot read ${file}`, { cause });
-  });
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 function invalid(file: string, where: string, problem: string): DeepshardError {
