@@ -6,7 +6,7 @@
  * The ledger's state machine implements it; the consensus engine knows nothing of transactions.
  */
 
-import type { DuplicateVoteEvidence } from "./types.ts";
+import type { Commit, DuplicateVoteEvidence } from "./types.ts";
 import type { ValidatorUpdate } from "./validators.ts";
 
 export interface AppInfo {
@@ -48,6 +48,8 @@ export interface ProposalInfo<Tx> {
   txs: Tx[];
   /** Milliseconds since the Unix epoch from the header. */
   time: number;
+  /** The previous block's commit carried by this block (ABCI's decided last commit); null at the first height. */
+  lastCommit?: Commit | null;
 }
 
 export interface TxResult {

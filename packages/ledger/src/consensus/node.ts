@@ -68,6 +68,19 @@ export interface ConsensusNodeOptions<Tx> {
   maxBlockTxs?: number | undefined;
   /** Evidence is offered to the proposer's application for this many heights after it was seen. */
   evidenceMaxAgeHeights?: number | undefined;
+  /**
+   * For a node restarting on an application that already holds blocks: the validator sets around
+   * its last height (with proposer priorities, so the restarted node picks the same proposers as
+   * the others). The last block and its commit come from `store`.
+   */
+  resume?: ((lastHeight: number) => Promise<ResumePoint>) | undefined;
+}
+
+export interface ResumePoint {
+  /** The set that decides lastHeight + 1. */
+  validators: ValidatorSet;
+  /** The set that decided lastHeight: the signers of its commit. */
+  lastValidators: ValidatorSet;
 }
 
 export interface CommittedBlock<Tx> {
@@ -170,25 +183,43 @@ export class ConsensusNode<Tx> {
     const { app, genesis } = this.options;
     const info = await app.info();
     if (info.lastHeight !== 0) {
-      throw new ConsensusError("NOT_STARTED", "the application already has blocks", {
-        details: "restarting from a stored chain needs the block store replay (#3, storage)",
-        meta: { lastHeight: info.lastHeight },
+      await this.resume(info.lastHeight, info.lastAppHash);
+    } else {
+      const initialHeight = genesis.initialHeight ?? 1;
+      const init = await app.initChain({
+        chainId: this.chainId,
+        initialHeight,
+        validators: genesis.validators,
       });
+      this._validators = ValidatorSet.create(init.validators ?? genesis.validators);
+      this.lastAppHash = init.appHash;
+      this._height = initialHeight;
     }
-    const initialHeight = genesis.initialHeight ?? 1;
-    const init = await app.initChain({
-      chainId: this.chainId,
-      initialHeight,
-      validators: genesis.validators,
-    });
-    this._validators = ValidatorSet.create(init.validators ?? genesis.validators);
-    this.lastAppHash = init.appHash;
-    this._height = initialHeight;
     this.running = true;
     this.transport.onMessage((message, from) => this.onMessage(message, from));
     this.transport.onBlocksRequest((fromHeight, maxBlocks) => this.serveBlocks(fromHeight, maxBlocks));
     this.scheduleGossip();
     this.enqueue(() => this.startEngine());
+  }
+
+  /** Continues after the application's last block, which the block store must hold with its commit. */
+  private async resume(lastHeight: number, lastAppHash: Uint8Array): Promise<void> {
+    const fail = (message: string): never => {
+      throw new ConsensusError("NOT_STARTED", message, { meta: { lastHeight } });
+    };
+    if (!this.options.resume) fail("the application already has blocks and the node has no resume hook");
+    const last = await this.store.get(lastHeight);
+    if (!last) return fail("the block store lacks the application's last block");
+    const hash = this.hashing.headerHash(last.block.header);
+    if (!equalBytes(last.commit.blockHash, hash)) fail("the stored commit is not for the stored block");
+    const point = await this.options.resume!(lastHeight);
+    this._validators = point.validators;
+    this.prevValidators = point.lastValidators;
+    this.lastBlockHash = hash;
+    this.lastAppHash = lastAppHash;
+    this.lastBlockTime = last.block.header.time;
+    this.lastCommit = last.commit;
+    this._height = lastHeight + 1;
   }
 
   /** Stops timers and ignores further events; the transport is closed by its owner. */
@@ -384,6 +415,7 @@ export class ConsensusNode<Tx> {
       proposer: h.proposer,
       txs: block.txs,
       time: h.time,
+      lastCommit: block.lastCommit,
     };
   }
 

@@ -104,7 +104,6 @@ export class Mempool implements TxSource<SignedTx> {
   private readonly committed = new Set<string>();
   private bytes = 0;
   private blocks = 0;
-  private readonly addListeners = new Set<(tx: SignedTx) => void>();
 
   constructor(options: MempoolOptions) {
     this.app = options.app;
@@ -137,10 +136,12 @@ export class Mempool implements TxSource<SignedTx> {
     return this.entries.get(txInfo(tx).id)?.addedAt;
   }
 
-  /** Called for every transaction that enters the pool (to gossip it). */
-  onAdd(listener: (tx: SignedTx) => void): () => void {
-    this.addListeners.add(listener);
-    return () => this.addListeners.delete(listener);
+  /** The nonce that follows the sender's committed and contiguously pooled transactions. */
+  nextNonce(sender: Uint8Array): bigint {
+    let nonce = this.app.committedNonce(sender) + 1n;
+    const pooled = this.senders.get(Buffer.from(sender).toString("hex"));
+    while (pooled?.byNonce.has(nonce)) nonce++;
+    return nonce;
   }
 
   /**
@@ -209,7 +210,6 @@ export class Mempool implements TxSource<SignedTx> {
     const entry: Entry = { tx, id, size, sender: senderId, nonce, ready: contiguous, addedAt: this.now() };
     this.insert(entry);
     if (contiguous) this.promote(senderId, nonce + 1n, [...ahead, tx]);
-    for (const listener of this.addListeners) listener(tx);
     return contiguous ? "added" : "held";
   }
 

@@ -1,0 +1,181 @@
+/**
+ * Consensus over the protocol's libp2p host: proposals and votes on one gossip topic per chain,
+ * block sync over request/response. A topic validator decodes every message and checks its
+ * signature before consensus sees it; a malformed or forged message is rejected, which lowers the
+ * gossipsub score of the peer that relayed it.
+ */
+import {
+  DeepshardError,
+  decodeConsensusMessage,
+  decodeSyncRequest,
+  decodeSyncResponse,
+  encodeBlock,
+  encodeCommit,
+  encodeConsensusMessage,
+  encodeSyncRequest,
+  encodeSyncResponse,
+  MAX_SYNC_REQUEST_BYTES,
+  MAX_SYNC_RESPONSE_BYTES,
+  type ConsensusMessage as ProtocolConsensusMessage,
+  type SignedTx,
+  SYNC_MAX_BLOCKS,
+  signingBytes,
+  verify,
+} from "@deepshard/protocol";
+import type { Host } from "@deepshard/protocol/host";
+import type { Block, SyncedBlock } from "./block.ts";
+import type { ConsensusTransport } from "./transport.ts";
+import type { ConsensusMessage } from "./types.ts";
+
+type Message = ConsensusMessage<Block<SignedTx>>;
+
+/** Why a gossiped message was rejected (its relayer is penalised). */
+export class GossipRejection extends DeepshardError<"INVALID_MESSAGE"> {
+  override name = "GossipRejection";
+}
+
+/** The request/response protocol of block sync on `chainId`. */
+export function syncProtocol(chainId: string): string {
+  return `/deepshard/${chainId}/sync/1`;
+}
+
+export interface Libp2pTransportOptions {
+  host: Host;
+  chainId: string;
+  /** This node's latest committed height, sent with sync responses. */
+  latestHeight: () => number;
+  /** Deadline of one sync request. */
+  syncTimeoutMs?: number | undefined;
+  /** Called when publishing fails (nobody subscribed yet is not a failure). */
+  onError?: ((err: unknown) => void) | undefined;
+}
+
+/** Bytes a sync response keeps free for its envelope. */
+const RESPONSE_SLACK = 1024;
+
+export class Libp2pTransport implements ConsensusTransport<SignedTx> {
+  readonly id: string;
+  readonly topic: string;
+  private readonly host: Host;
+  private readonly options: Libp2pTransportOptions;
+  private messageHandler: ((message: Message, from: string) => void) | undefined;
+  private blocksHandler:
+    | ((fromHeight: number, maxBlocks: number) => Promise<SyncedBlock<SignedTx>[]>)
+    | undefined;
+  /** Messages the validator decoded, so the handler does not decode them again. */
+  private readonly decoded = new WeakMap<Uint8Array, Message>();
+  private unsubscribe: (() => void) | undefined;
+
+  private constructor(options: Libp2pTransportOptions, topic: string) {
+    this.options = options;
+    this.host = options.host;
+    this.id = options.host.peerId.toString();
+    this.topic = topic;
+  }
+
+  /** Subscribes to the consensus topic and serves block sync on `host`. */
+  static async create(options: Libp2pTransportOptions): Promise<Libp2pTransport> {
+    // Loaded here so that importing the ledger does not load libp2p.
+    const { gossipTopic } = await import("@deepshard/protocol/host");
+    const transport = new Libp2pTransport(options, gossipTopic(options.chainId, "consensus"));
+    await transport.open();
+    return transport;
+  }
+
+  private async open(): Promise<void> {
+    this.unsubscribe = this.host.subscribe(
+      this.topic,
+      (data) => {
+        const message = this.check(data);
+        this.decoded.set(data, message);
+        return "accept";
+      },
+      (data, from) => {
+        const message = this.decoded.get(data) ?? this.check(data);
+        this.messageHandler?.(message, from.toString());
+      },
+    );
+    await this.host.handle(syncProtocol(this.options.chainId), (request) => this.serve(request), {
+      maxRequestBytes: MAX_SYNC_REQUEST_BYTES,
+      maxResponseBytes: MAX_SYNC_RESPONSE_BYTES,
+    });
+  }
+
+  /** Decodes and authenticates a gossiped consensus message; throws a typed error (a reject) otherwise. */
+  private check(data: Uint8Array): Message {
+    const message = decodeConsensusMessage(data) as Message;
+    const signed = message.type === "vote" ? message.vote : message.proposal;
+    if (signed.payload.chainId !== this.options.chainId) {
+      throw new GossipRejection("INVALID_MESSAGE", "a consensus message for another chain");
+    }
+    if (!verify(signed.signature, signingBytes(signed.payload), signed.signer)) {
+      throw new GossipRejection("INVALID_MESSAGE", "a consensus message with an invalid signature");
+    }
+    return message;
+  }
+
+  broadcast(message: Message): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeConsensusMessage(message as ProtocolConsensusMessage);
+    } catch (err) {
+      this.options.onError?.(err);
+      return;
+    }
+    this.host.publish(this.topic, bytes).catch((err: unknown) => this.options.onError?.(err));
+  }
+
+  onMessage(handler: (message: Message, from: string) => void): void {
+    this.messageHandler = handler;
+  }
+
+  async requestBlocks(peer: string, fromHeight: number, maxBlocks: number): Promise<SyncedBlock<SignedTx>[]> {
+    const request = encodeSyncRequest({
+      v: 1,
+      type: "sync.request",
+      fromHeight,
+      maxBlocks: Math.max(1, Math.min(maxBlocks, SYNC_MAX_BLOCKS)),
+    });
+    const response = await this.host.request(peer, syncProtocol(this.options.chainId), request, {
+      maxResponseBytes: MAX_SYNC_RESPONSE_BYTES,
+      timeoutMs: this.options.syncTimeoutMs ?? 10_000,
+    });
+    return decodeSyncResponse(response).blocks as SyncedBlock<SignedTx>[];
+  }
+
+  onBlocksRequest(
+    handler: (fromHeight: number, maxBlocks: number) => Promise<SyncedBlock<SignedTx>[]>,
+  ): void {
+    this.blocksHandler = handler;
+  }
+
+  private async serve(requestBytes: Uint8Array): Promise<Uint8Array> {
+    const request = decodeSyncRequest(requestBytes);
+    const blocks = this.blocksHandler ? await this.blocksHandler(request.fromHeight, request.maxBlocks) : [];
+    // Whole blocks only, as many as fit in one response.
+    const out: SyncedBlock<SignedTx>[] = [];
+    let bytes = RESPONSE_SLACK;
+    for (const entry of blocks) {
+      const size =
+        encodeBlock(entry.block as Parameters<typeof encodeBlock>[0]).length +
+        encodeCommit(entry.commit).length;
+      if (bytes + size > MAX_SYNC_RESPONSE_BYTES) break;
+      bytes += size;
+      out.push(entry);
+    }
+    return encodeSyncResponse({
+      v: 1,
+      type: "sync.response",
+      latestHeight: this.options.latestHeight(),
+      blocks: out as Parameters<typeof encodeSyncResponse>[0]["blocks"],
+    });
+  }
+
+  /** Leaves the topic and stops serving sync; the host is closed by its owner. */
+  async close(): Promise<void> {
+    this.unsubscribe?.();
+    this.messageHandler = undefined;
+    this.blocksHandler = undefined;
+    await this.host.unhandle(syncProtocol(this.options.chainId)).catch(() => {});
+  }
+}
