@@ -1,1 +1,6 @@
+export * from "./curvature.ts";
+export * from "./errors.ts";
+export * from "./fingerprint.ts";
+export * from "./judge.ts";
 export * from "./scoring/index.ts";
+export * from "./verdict.ts";

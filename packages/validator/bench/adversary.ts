@@ -1,0 +1,66 @@
+/** `npm run bench:validator`: the adversary benchmark as bench rows (see harness.ts and the README). */
+import type { BenchModule, BenchRow } from "@deepshard/protocol";
+import { initBackend } from "@deepshard/tensor";
+import { runBenchmark } from "./harness.ts";
+
+// The targets of issue #5: these classes must be caught with no honest model rejected.
+const MUST_CATCH = new Set(["base-unchanged", "noise", "copy", "other-data", "skip-25", "skip-50"]);
+
+const adversaryBench: BenchModule = async (ctx) => {
+  await initBackend({ backend: "wasm" });
+  const r = await runBenchmark({
+    honest: ctx.quick ? 8 : 20,
+    perClass: ctx.quick ? 2 : 5,
+    references: 3,
+    log: ctx.log,
+  });
+  const rows: BenchRow[] = [];
+  const row = (metric: string, value: number, unit: string, target?: string, pass?: boolean) =>
+    rows.push({ package: "validator", metric, value, unit, target, pass });
+  row("honest models rejected", r.honestRejected, `of ${r.honest}`, "0", r.honestRejected === 0);
+  for (const c of r.classes) {
+    const caught = c.rejected / c.instances;
+    const must = MUST_CATCH.has(c.name);
+    row(
+      `${c.name}: rejected`,
+      caught,
+      "fraction",
+      must ? ">= 0.95" : undefined,
+      must ? caught >= 0.95 : undefined,
+    );
+    row(`${c.name}: detection at 1% FPR`, c.detectionAt1, "fraction");
+    const poison = c.name === "poison-5";
+    row(
+      `${c.name}: detection at 5% FPR`,
+      c.detectionAt5,
+      "fraction",
+      poison ? ">= 0.9" : undefined,
+      poison ? c.detectionAt5 >= 0.9 : undefined,
+    );
+    row(`${c.name}: AUROC`, c.auroc, "");
+  }
+  const perSubmission = r.validateMs / r.trainMs;
+  const replicas = r.replicasMs / r.trainMs;
+  row("training run (honest, mean)", r.trainMs, "ms");
+  row("judging per submission (distances, rules)", r.judgeMs / r.trainMs, "of a training run");
+  row(
+    "validation per submission (probes + judging)",
+    perSubmission,
+    "of a training run",
+    "<= 0.1",
+    perSubmission <= 0.1,
+  );
+  row("probe forward tokens per submission", r.probeTokenFraction, "of a training run's forward-equivalents");
+  row("reference replicas, whole round", replicas, "training runs");
+  const amortized = perSubmission + replicas / r.submissions;
+  row(
+    `validation incl. replicas amortized over ${r.submissions} submissions`,
+    amortized,
+    "of a training run",
+    "<= 0.1",
+    amortized <= 0.1,
+  );
+  return rows;
+};
+
+export default adversaryBench;

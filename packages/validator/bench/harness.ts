@@ -1,0 +1,174 @@
+/**
+ * The adversary benchmark: honest trainers with their own seeds and instances of every dishonest
+ * class fine-tune the genesis model on one round's batch; the validator trains its reference replicas,
+ * fingerprints everything on probes drawn from a beacon, and judges the round. Reports detection per
+ * class and what validation cost next to one training run.
+ */
+import { type CausalLM, readWeights } from "@deepshard/tensor";
+import { drawProbes, fingerprint } from "../src/fingerprint.ts";
+import { judgeRound, type ModelSubmission, type Verdict, type VerdictThresholds } from "../src/judge.ts";
+import { GENESIS, type GenesisRecipe, genesisModel } from "./genesis.ts";
+import {
+  ADVERSARIES,
+  type Adversary,
+  adversary,
+  ROUND,
+  type RoundRecipe,
+  roundData,
+  trainCopy,
+} from "./round.ts";
+
+export interface BenchOptions {
+  honest: number;
+  perClass: number;
+  references: number;
+  classes?: readonly Adversary[];
+  genesis?: GenesisRecipe;
+  round?: RoundRecipe;
+  thresholds?: Partial<VerdictThresholds>;
+  beacon?: string;
+  log?: (line: string) => void;
+}
+
+export interface ClassResult {
+  name: Adversary;
+  instances: number;
+  /** Rejected by the validator's own rules. */
+  rejected: number;
+  detectionAt1: number;
+  detectionAt5: number;
+  auroc: number;
+}
+
+export interface BenchResult {
+  classes: ClassResult[];
+  honest: number;
+  honestRejected: number;
+  verdicts: { cls: Adversary | "honest"; verdict: Verdict }[];
+  /** Mean wall time of one honest training run. */
+  trainMs: number;
+  /** Fingerprint + judging, per submission. */
+  validateMs: number;
+  /** Of which judging (distances to references and other submissions). */
+  judgeMs: number;
+  /** Reference replicas' training, for the whole round. */
+  replicasMs: number;
+  submissions: number;
+  /** Forward-pass tokens of one fingerprint over the forward-equivalent tokens of one training run (backward ≈ 2 forwards). */
+  probeTokenFraction: number;
+}
+
+/** Fraction of `scores` above the threshold that lets at most `fpr` of the honest scores above it. */
+function detectionAt(honest: number[], scores: number[], fpr: number): number {
+  const sorted = honest.slice().sort((a, b) => b - a);
+  const allowed = Math.floor(fpr * sorted.length);
+  const threshold = sorted[allowed] ?? Number.NEGATIVE_INFINITY;
+  return scores.filter((s) => s > threshold).length / scores.length;
+}
+
+function auroc(honest: number[], scores: number[]): number {
+  let wins = 0;
+  for (const s of scores) for (const h of honest) wins += s > h ? 1 : s === h ? 0.5 : 0;
+  return wins / (scores.length * honest.length);
+}
+
+export async function runBenchmark(options: BenchOptions): Promise<BenchResult> {
+  const log = options.log ?? (() => {});
+  const recipe = options.round ?? ROUND;
+  const classes = options.classes ?? ADVERSARIES;
+  const base = await genesisModel(options.genesis ?? GENESIS, log);
+  const baseWeights = readWeights(base);
+  const data = roundData(recipe);
+  // The beacon is a block hash after the commit deadline: nobody training knew these probes.
+  const probes = drawProbes(options.beacon ?? "block-hash-after-commit-deadline", data.pools);
+
+  let validateMs = 0;
+  const fp = (model: CausalLM) => {
+    const t0 = performance.now();
+    const f = fingerprint(model, probes);
+    validateMs += performance.now() - t0;
+    model.dispose();
+    return f;
+  };
+  const baseFp = fingerprint(base, probes);
+  // Warm-up (kernel compilation, gradient registration) so no timed run pays for it.
+  (
+    await trainCopy(
+      base,
+      data.batch.slice(0, 8),
+      { ...recipe, train: { ...recipe.train, epochs: 1 } },
+      "warm-up",
+      baseWeights,
+    )
+  ).dispose();
+
+  const references = [];
+  let replicasMs = 0;
+  for (let i = 0; i < options.references; i++) {
+    const t0 = performance.now();
+    const model = await trainCopy(base, data.batch, recipe, `validator-replica-${i}`, baseWeights);
+    replicasMs += performance.now() - t0;
+    references.push(fp(model));
+  }
+  // The replicas' fingerprints are part of the round's fixed cost, not of any one submission.
+  replicasMs += validateMs;
+  validateMs = 0;
+
+  const submissions: (ModelSubmission & { cls: Adversary | "honest" })[] = [];
+  const honestWeights = [];
+  let trainMs = 0;
+  for (let i = 0; i < options.honest; i++) {
+    const t1 = performance.now();
+    const model = await trainCopy(base, data.batch, recipe, `honest-trainer-${i}`, baseWeights);
+    trainMs += performance.now() - t1;
+    honestWeights.push(readWeights(model));
+    submissions.push({ id: `honest-${i}`, cls: "honest", fingerprint: fp(model) });
+  }
+  trainMs /= options.honest;
+  log(`${options.honest} honest trainers, ${(trainMs / 1000).toFixed(2)} s per training run`);
+  for (const cls of classes) {
+    for (let i = 0; i < options.perClass; i++) {
+      const model = await adversary(cls, i, { base, baseWeights, data, recipe, honest: honestWeights });
+      submissions.push({ id: `${cls}-${i}`, cls, fingerprint: fp(model) });
+    }
+    log(`${cls}: ${options.perClass} instances`);
+  }
+  const t2 = performance.now();
+  const judged = judgeRound({
+    base: baseFp,
+    references,
+    submissions,
+    ...(options.thresholds ? { thresholds: options.thresholds } : {}),
+  });
+  const judgeMs = performance.now() - t2;
+  validateMs += judgeMs;
+  base.dispose();
+
+  const verdicts = judged.verdicts.map((verdict, i) => ({ cls: submissions[i]!.cls, verdict }));
+  const honestScores = verdicts.filter((v) => v.cls === "honest").map((v) => v.verdict.score);
+  const results = classes.map((name): ClassResult => {
+    const mine = verdicts.filter((v) => v.cls === name);
+    const scores = mine.map((v) => v.verdict.score);
+    return {
+      name,
+      instances: mine.length,
+      rejected: mine.filter((v) => !v.verdict.accept).length,
+      detectionAt1: detectionAt(honestScores, scores, 0.01),
+      detectionAt5: detectionAt(honestScores, scores, 0.05),
+      auroc: auroc(honestScores, scores),
+    };
+  });
+  const trainTokens = data.batch.reduce((n, s) => n + s.length - 1, 0) * (recipe.train.epochs ?? 1);
+  return {
+    classes: results,
+    honest: options.honest,
+    honestRejected: verdicts.filter((v) => v.cls === "honest" && !v.verdict.accept).length,
+    verdicts,
+    trainMs,
+    validateMs: validateMs / submissions.length,
+    judgeMs: judgeMs / submissions.length,
+    replicasMs,
+    submissions: submissions.length,
+    probeTokenFraction: baseFp.probeTokens / (3 * trainTokens),
+  };
+}

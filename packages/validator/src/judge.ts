@@ -1,0 +1,238 @@
+/**
+ * Verdicts on a training round's submissions. The validator's own reference replicas (honest runs of
+ * the round's recipe with its own seeds) give the honest band, so the rules hold even when most
+ * submitters lie. Every rule is a ratio to what the references show, with a threshold; a rule's
+ * "badness" is scaled so that 1 is its threshold, and a submission's score is its worst badness.
+ */
+import { ValidatorError } from "./errors.ts";
+import {
+  type Fingerprint,
+  jsDistance,
+  type ModelFeatures,
+  modelFeatures,
+  weightDistance2,
+} from "./fingerprint.ts";
+import { average, pairs } from "./stats.ts";
+
+export const REASON_CODES = [
+  "replay_mismatch",
+  "weights_unchanged",
+  "copy",
+  "short_update",
+  "too_far",
+  "predictions_diverge",
+  "no_improvement",
+  "no_membership_gap",
+] as const;
+/** VerdictReason codes, valid `training.verdict` reason strings (lower case, ≤ 32 characters). */
+export type ReasonCode = (typeof REASON_CODES)[number];
+
+export interface VerdictReason {
+  code: ReasonCode;
+  /** The measured ratio (see VerdictThresholds for what each one is). */
+  value: number;
+  threshold: number;
+  /** 1 at the threshold, above 1 when the rule fires. */
+  badness: number;
+}
+
+export interface VerdictThresholds {
+  /** ‖w − w_base‖ over the references' average below this: the base returned unchanged. */
+  unchanged: number;
+  /** Progress along the references' average update, ⟨w − base, ū⟩ / ‖ū‖², below this: training skipped or replaced. */
+  shortUpdate: number;
+  /** Mean squared weight distance to the references over theirs to each other, above this. */
+  tooFar: number;
+  /** Mean Jensen–Shannon distance to the references over theirs to each other, above this. */
+  predictionsDiverge: number;
+  /** Batch log-likelihood gain over the base, as a fraction of the references', below this. */
+  improvement: number;
+  /** Membership gap as a fraction of the references' (checked only when theirs is clear), below this. */
+  membershipGap: number;
+  /** Squared weight distance between two submissions over the references' mutual one, below this: a copy. */
+  copy: number;
+}
+
+/** Calibrated on the adversary benchmark (bench/), where honest ratios stay within ~0.9–1.1 of 1. */
+export const DEFAULT_THRESHOLDS: VerdictThresholds = {
+  unchanged: 0.01,
+  shortUpdate: 0.88,
+  tooFar: 1.8,
+  predictionsDiverge: 1.25,
+  improvement: 0.9,
+  membershipGap: 0.25,
+  copy: 0.3,
+};
+
+export interface ModelSubmission {
+  id: string;
+  fingerprint: Fingerprint;
+  /** Result of a bit-exact replay of a training segment, when the trainer used the deterministic backend. */
+  replay?: { ok: boolean } | undefined;
+}
+
+export interface SubmissionReport {
+  /** ⟨w − base, ū⟩ / ‖ū‖². */
+  progress: number;
+  /** mean_j ‖w − r_j‖² / mean_{i<j} ‖r_i − r_j‖². */
+  farRatio: number;
+  /** mean_j JS(w, r_j) / mean_{i<j} JS(r_i, r_j). */
+  jsRatio: number;
+  /** min over other submissions of ‖w − s‖² / mean_{i<j} ‖r_i − r_j‖², and which one. */
+  nearestRatio: number;
+  nearest: string | undefined;
+  improvementRatio: number;
+  membershipGapRatio: number | undefined;
+  features: ModelFeatures;
+}
+
+export interface Verdict {
+  id: string;
+  accept: boolean;
+  /** Rules that fired, worst first. */
+  reasons: VerdictReason[];
+  /** The worst badness over all rules (> 1 ⇔ rejected): a continuous suspicion score. */
+  score: number;
+  report: SubmissionReport;
+}
+
+export interface RoundJudgement {
+  verdicts: Verdict[];
+  /** Pairs of submissions closer than the copy threshold. */
+  closePairs: { a: string; b: string; ratio: number }[];
+  /** The reference band: average squared weight and average JS distance between references. */
+  band: { weights2: number; js: number };
+}
+
+export interface JudgeInput {
+  base: Fingerprint;
+  /** Fingerprints of the validator's own reference replicas (at least 2). */
+  references: Fingerprint[];
+  submissions: ModelSubmission[];
+  thresholds?: Partial<VerdictThresholds>;
+}
+
+const below = (value: number, threshold: number) => (1 - value) / (1 - threshold);
+const above = (value: number, threshold: number) => (value - 1) / (threshold - 1);
+
+/** Judges every submission of a round against the references and each other. */
+export function judgeRound(input: JudgeInput): RoundJudgement {
+  const t = { ...DEFAULT_THRESHOLDS, ...input.thresholds };
+  const { base, references } = input;
+  if (references.length < 2) {
+    throw new ValidatorError(
+      "TOO_FEW_REFERENCES",
+      "at least 2 reference replicas are needed for an honest band",
+      {
+        meta: { references: references.length },
+      },
+    );
+  }
+  const ids = new Set(input.submissions.map((s) => s.id));
+  if (ids.size !== input.submissions.length)
+    throw new ValidatorError("INPUT_INVALID", "submission ids must be unique");
+
+  const band = {
+    weights2: average(pairs(references).map(([a, b]) => weightDistance2(a, b))),
+    js: average(pairs(references).map(([a, b]) => jsDistance(a, b))),
+  };
+  const refFeatures = references.map((r) => modelFeatures(r, base));
+  const refImprovement = average(refFeatures.map((f) => f.improvement.batch));
+  const refGaps = refFeatures.map((f) => f.membershipGap);
+  const refGap = average(refGaps);
+  // A gap counts as "clear" when the references agree on it: average above twice their spread.
+  const gapSpread = Math.sqrt(average(refGaps.map((g) => (g - refGap) ** 2)));
+  const gapIsClear = refGap > 0 && refGap > 2 * gapSpread;
+  const refDistance = average(refFeatures.map((f) => f.weightDistance));
+
+  // ū: the references' average update from the base.
+  const n = base.weights.length;
+  const update = new Float64Array(n);
+  for (const r of references)
+    for (let i = 0; i < n; i++) update[i]! += (r.weights[i]! - base.weights[i]!) / references.length;
+  let updateNorm2 = 0;
+  for (let i = 0; i < n; i++) updateNorm2 += update[i]! * update[i]!;
+
+  const subs = input.submissions;
+  const farOf = new Map<string, number>();
+  for (const s of subs)
+    farOf.set(s.id, average(references.map((r) => weightDistance2(s.fingerprint, r))) / band.weights2);
+
+  const nearest = new Map<string, { id: string; ratio: number }>();
+  const closePairs: RoundJudgement["closePairs"] = [];
+  const copies = new Map<string, number>();
+  for (const [a, b] of pairs(subs)) {
+    const ratio = weightDistance2(a.fingerprint, b.fingerprint) / band.weights2;
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const cur = nearest.get(x.id);
+      if (!cur || ratio < cur.ratio) nearest.set(x.id, { id: y.id, ratio });
+    }
+    if (ratio < t.copy) {
+      closePairs.push({ a: a.id, b: b.id, ratio });
+      // The one farther from the references added the noise; identical twins are both copies.
+      const fa = farOf.get(a.id)!;
+      const fb = farOf.get(b.id)!;
+      for (const [x, fx, fy] of [
+        [a, fa, fb],
+        [b, fb, fa],
+      ] as const) {
+        if (fx >= fy) copies.set(x.id, Math.min(copies.get(x.id) ?? Number.POSITIVE_INFINITY, ratio));
+      }
+    }
+  }
+
+  const verdicts = subs.map((s): Verdict => {
+    const fp = s.fingerprint;
+    const f = modelFeatures(fp, base);
+    let dot = 0;
+    for (let i = 0; i < n; i++) dot += (fp.weights[i]! - base.weights[i]!) * update[i]!;
+    const progress = updateNorm2 > 0 ? dot / updateNorm2 : 0;
+    const farRatio = farOf.get(s.id)!;
+    const jsRatio = band.js > 0 ? average(references.map((r) => jsDistance(fp, r))) / band.js : 0;
+    const improvementRatio = refImprovement !== 0 ? f.improvement.batch / refImprovement : 1;
+    const membershipGapRatio = gapIsClear ? f.membershipGap / refGap : undefined;
+    const near = nearest.get(s.id);
+    const report: SubmissionReport = {
+      progress,
+      farRatio,
+      jsRatio,
+      nearestRatio: near?.ratio ?? Number.POSITIVE_INFINITY,
+      nearest: near?.id,
+      improvementRatio,
+      membershipGapRatio,
+      features: f,
+    };
+    const checks: VerdictReason[] = [];
+    const add = (code: ReasonCode, value: number, threshold: number, badness: number) =>
+      checks.push({ code, value, threshold, badness });
+    if (s.replay && !s.replay.ok) add("replay_mismatch", 0, 1, Number.POSITIVE_INFINITY);
+    const unchanged = refDistance > 0 ? f.weightDistance / refDistance : 1;
+    add(
+      "weights_unchanged",
+      unchanged,
+      t.unchanged,
+      unchanged <= 0 ? Number.POSITIVE_INFINITY : t.unchanged / unchanged,
+    );
+    const copy = copies.get(s.id);
+    if (copy !== undefined) add("copy", copy, t.copy, copy <= 0 ? Number.POSITIVE_INFINITY : t.copy / copy);
+    add("short_update", progress, t.shortUpdate, below(progress, t.shortUpdate));
+    add("too_far", farRatio, t.tooFar, above(farRatio, t.tooFar));
+    add("predictions_diverge", jsRatio, t.predictionsDiverge, above(jsRatio, t.predictionsDiverge));
+    add("no_improvement", improvementRatio, t.improvement, below(improvementRatio, t.improvement));
+    if (membershipGapRatio !== undefined) {
+      add(
+        "no_membership_gap",
+        membershipGapRatio,
+        t.membershipGap,
+        below(membershipGapRatio, t.membershipGap),
+      );
+    }
+    checks.sort((x, y) => y.badness - x.badness);
+    const reasons = checks.filter((c) => c.badness > 1);
+    return { id: s.id, accept: reasons.length === 0, reasons, score: checks[0]!.badness, report };
+  });
+  return { verdicts, closePairs, band };
+}
