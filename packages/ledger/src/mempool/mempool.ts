@@ -104,6 +104,7 @@ export class Mempool implements TxSource<SignedTx> {
   private readonly committed = new Set<string>();
   private bytes = 0;
   private blocks = 0;
+  private readonly addListeners = new Set<(tx: SignedTx) => void>();
 
   constructor(options: MempoolOptions) {
     this.app = options.app;
@@ -134,6 +135,17 @@ export class Mempool implements TxSource<SignedTx> {
   /** When `tx` entered the pool, if it is pooled. */
   addedAt(tx: SignedTx): number | undefined {
     return this.entries.get(txInfo(tx).id)?.addedAt;
+  }
+
+  /** Called for every transaction that enters the pool. */
+  onAdd(listener: (tx: SignedTx) => void): () => void {
+    this.addListeners.add(listener);
+    return () => this.addListeners.delete(listener);
+  }
+
+  /** The pooled transaction with this id (hash), if any. */
+  get(hash: Uint8Array): SignedTx | undefined {
+    return this.entries.get(Buffer.from(hash).toString("hex"))?.tx;
   }
 
   /** The nonce that follows the sender's committed and contiguously pooled transactions. */
@@ -210,6 +222,7 @@ export class Mempool implements TxSource<SignedTx> {
     const entry: Entry = { tx, id, size, sender: senderId, nonce, ready: contiguous, addedAt: this.now() };
     this.insert(entry);
     if (contiguous) this.promote(senderId, nonce + 1n, [...ahead, tx]);
+    for (const listener of this.addListeners) listener(tx);
     return contiguous ? "added" : "held";
   }
 
