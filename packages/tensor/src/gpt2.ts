@@ -13,8 +13,8 @@ import {
   geluNew,
   KVCache,
   layerNorm,
+  linear,
   mergeHeads,
-  mm,
   splitHeads,
 } from "./layers.ts";
 import type { CausalLM, ParamSpec } from "./model.ts";
@@ -109,7 +109,7 @@ export class GPT2Model implements CausalLM {
       }
       h = layerNorm(h, this.#w(`${P}ln_f.weight`), this.#w(`${P}ln_f.bias`), c.layerNormEpsilon);
       const wte = this.#w<tf.Rank.R2>(`${P}wte.weight`);
-      const flat = mm(tf.reshape(h, [batch * steps, c.hiddenSize]) as tf.Tensor2D, tf.transpose(wte));
+      const flat = linear(h, wte);
       return tf.reshape(flat, [batch, steps, c.vocabSize]) as tf.Tensor3D;
     });
     if (cache) cache.length += steps;

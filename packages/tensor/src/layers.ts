@@ -138,7 +138,10 @@ export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
 /** x [..., in] @ wᵀ (+ b) for a torch Linear weight w [out, in]. */
 export function linear(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
   const shape = x.shape;
-  const y = mm(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, tf.transpose(w));
+  const x2 = tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D;
+  // Few rows (generation): (w @ xᵀ)ᵀ streams w as it is; transposing w would copy it, and XNNPACK
+  // would repack it, for every token. Many rows (training): transposing w is the smaller copy.
+  const y = x2.shape[0] <= 64 ? tf.transpose(mm(w, tf.transpose(x2))) : mm(x2, tf.transpose(w));
   const out = b ? tf.add(y, b) : y;
   return tf.reshape(out, [...shape.slice(0, -1), w.shape[0]]);
 }
