@@ -75,6 +75,7 @@ interface Subscription {
   handler: GossipHandler;
 }
 
+/** A running libp2p host; make one with `createHost()`. */
 export class Host {
   readonly peerId: PeerId;
   /** The libp2p node underneath, for what this class does not wrap. */
