@@ -22,7 +22,7 @@ export interface ProbeSizes {
   trigger: number;
 }
 
-export const DEFAULT_PROBE_SIZES: ProbeSizes = { batch: 16, heldOut: 16, generic: 8, trigger: 8 };
+export const DEFAULT_PROBE_SIZES: ProbeSizes = { batch: 12, heldOut: 12, generic: 8, trigger: 8 };
 
 /**
  * Picks the probes from each pool with an RNG seeded by the beacon (a block hash after the commit
@@ -108,7 +108,7 @@ export function fingerprint(
   for (const name of PROBE_SETS) {
     if (probes[name].length === 0) throw new ValidatorError("INPUT_INVALID", `probe set ${name} is empty`);
   }
-  const batchSize = options.batchSize ?? 16;
+  const batchSize = options.batchSize ?? 32;
   const sets = {} as Record<ProbeSetName, SetStats>;
   const distributions: Float32Array[] = [];
   let probeTokens = 0;

@@ -39,7 +39,7 @@ export interface VerdictReason {
 export interface VerdictThresholds {
   /** ‖w − w_base‖ over the references' average below this: the base returned unchanged. */
   unchanged: number;
-  /** Progress along the references' average update, ⟨w − base, ū⟩ / ‖ū‖², below this: training skipped or replaced. */
+  /** Progress along the references' mean update ū (see SubmissionReport.progress) below this: training skipped or replaced. */
   shortUpdate: number;
   /** Mean squared weight distance to the references over theirs to each other, above this. */
   tooFar: number;
@@ -72,7 +72,7 @@ export interface ModelSubmission {
 }
 
 export interface SubmissionReport {
-  /** ⟨w − base, ū⟩ / ‖ū‖². */
+  /** ⟨w − base, ū⟩ / ‖ū‖², over what an honest model is expected to show (≈ 1 when honest). */
   progress: number;
   /** mean_j ‖w − r_j‖² / mean_{i<j} ‖r_i − r_j‖². */
   farRatio: number;
@@ -152,6 +152,9 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     for (let i = 0; i < n; i++) update[i]! += (r.weights[i]! - base.weights[i]!) / references.length;
   let updateNorm2 = 0;
   for (let i = 0; i < n; i++) updateNorm2 += update[i]! * update[i]!;
+  // ū carries the references' own noise (variance band/2 each, band/2k in the mean), so an honest
+  // model's projection on it is about 1 − band/(2k‖ū‖²) rather than 1: progress is divided by that.
+  const honestProgress = Math.max(0.05, 1 - band.weights2 / (2 * references.length * updateNorm2));
 
   const subs = input.submissions;
   const farOf = new Map<string, number>();
@@ -172,15 +175,13 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     }
     if (ratio < t.copy) {
       closePairs.push({ a: a.id, b: b.id, ratio });
-      // The one farther from the references added the noise; identical twins are both copies.
+      // A copier's noise adds about `ratio` to its distance from the references, so the farther one of
+      // the pair is the copy; when the two are too alike to tell (identical twins), both are copies.
       const fa = farOf.get(a.id)!;
       const fb = farOf.get(b.id)!;
-      for (const [x, fx, fy] of [
-        [a, fa, fb],
-        [b, fb, fa],
-      ] as const) {
-        if (fx >= fy) copies.set(x.id, Math.min(copies.get(x.id) ?? Number.POSITIVE_INFINITY, ratio));
-      }
+      const flagged = fa - fb >= ratio / 2 ? [a] : fb - fa >= ratio / 2 ? [b] : [a, b];
+      for (const x of flagged)
+        copies.set(x.id, Math.min(copies.get(x.id) ?? Number.POSITIVE_INFINITY, ratio));
     }
   }
 
@@ -189,7 +190,7 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     const f = modelFeatures(fp, base);
     let dot = 0;
     for (let i = 0; i < n; i++) dot += (fp.weights[i]! - base.weights[i]!) * update[i]!;
-    const progress = updateNorm2 > 0 ? dot / updateNorm2 : 0;
+    const progress = updateNorm2 > 0 ? dot / updateNorm2 / honestProgress : 0;
     const farRatio = farOf.get(s.id)!;
     const jsRatio = band.js > 0 ? average(references.map((r) => jsDistance(fp, r))) / band.js : 0;
     const improvementRatio = refImprovement !== 0 ? f.improvement.batch / refImprovement : 1;
