@@ -1,1 +1,19 @@
 export { buildProgram, main } from "./main.ts";
+export {
+  type AccountInfo,
+  type BlockInfo,
+  ClientError,
+  DeepshardClient,
+  type NodeStatus,
+  type SendOptions,
+  type SendResult,
+  type SupplyInfo,
+  type TxInfo,
+  type ValidatorSetInfo,
+} from "./node/client.ts";
+export { type NodeConfig, ROLES, type Role } from "./node/config.ts";
+export { Daemon, type DaemonOptions } from "./node/daemon.ts";
+export { networkPaths, resolveDataDir } from "./node/datadir.ts";
+export type { NodeEvent } from "./node/events.ts";
+export type { NodeLedger, RoleContext, RoleFactory, RoleService } from "./node/service.ts";
+export { signTx, type TxBody } from "./node/tx.ts";

@@ -1,7 +1,19 @@
 import type { Command } from "commander";
 import { registerGenerate } from "./generate/index.ts";
+import { registerInit } from "./init/index.ts";
 import { registerKeys } from "./keys/index.ts";
+import { registerLedger } from "./ledger/index.ts";
 import { registerModel } from "./model/index.ts";
+import { registerNode } from "./node/index.ts";
+import { registerValidator } from "./validator/index.ts";
 
 /** Every subcommand registers itself on the program; add new ones here. */
-export const commands: Array<(program: Command) => void> = [registerKeys, registerModel, registerGenerate];
+export const commands: Array<(program: Command) => void> = [
+  registerKeys,
+  registerModel,
+  registerGenerate,
+  registerInit,
+  registerNode,
+  registerLedger,
+  registerValidator,
+];

@@ -1,0 +1,130 @@
+import { readKeystore } from "@deepshard/protocol";
+import type { Command } from "commander";
+import { loadConfig } from "../../node/config.ts";
+import { Daemon, explainStartError } from "../../node/daemon.ts";
+import { networkPaths, resolveChainId, resolveDataDir } from "../../node/datadir.ts";
+import { createLogger } from "../../node/logger.ts";
+import { printResult } from "../../util/output.ts";
+import { resolvePassphrase } from "../../util/passphrase.ts";
+import { type ApiOptions, addApiOptions, withClient } from "./common.ts";
+
+interface StartOptions {
+  dataDir?: string;
+  chainId?: string;
+  config?: string;
+  roles?: string;
+  listen?: string;
+  bootstrap?: string;
+  apiPort?: string;
+  blockIntervalMs?: string;
+  logLevel?: string;
+  passphraseFile?: string;
+  json?: boolean;
+}
+
+/** `deepshard node start|status`. */
+export function registerNode(program: Command): void {
+  const node = program.command("node").description("run a node of a network and ask it how it is doing");
+
+  node
+    .command("start")
+    .description(
+      "run the node daemon: ledger, consensus, libp2p, the HTTP API on 127.0.0.1 and the chosen roles",
+    )
+    .option("--data-dir <dir>", "data directory (default DEEPSHARD_DATA_DIR or ~/.deepshard)")
+    .option("--chain-id <id>", "which network of the data directory (when it holds several)")
+    .option("--config <file>", "config file (default <data-dir>/<chain-id>/config.json)")
+    .option("--roles <list>", "comma-separated: validator,informant,trainer,storage,inference")
+    .option("--listen <multiaddrs>", "libp2p listen addresses, comma-separated")
+    .option("--bootstrap <multiaddrs>", "peers to dial at start (/…/p2p/<peer id>), comma-separated")
+    .option("--api-port <port>", "HTTP API port on 127.0.0.1 (0: any free port)")
+    .option("--block-interval-ms <ms>", "the pause after each block")
+    .option("--log-level <level>", "debug, info, warn, error or silent")
+    .option(
+      "--passphrase-file <file>",
+      "read the passphrase from a file (else DEEPSHARD_PASSPHRASE or a prompt)",
+    )
+    .option("--json", "print one JSON line on stdout once the node runs (api, peer id, address, listen)")
+    .addHelpText(
+      "after",
+      "\nEnvironment: DEEPSHARD_DATA_DIR, DEEPSHARD_CHAIN_ID, DEEPSHARD_ROLES, DEEPSHARD_LISTEN,\n" +
+        "DEEPSHARD_BOOTSTRAP, DEEPSHARD_API_PORT, DEEPSHARD_BLOCK_INTERVAL_MS, DEEPSHARD_LOG_LEVEL,\n" +
+        "DEEPSHARD_STOP_TIMEOUT_MS, DEEPSHARD_PASSPHRASE. Flags win over the environment, which wins\n" +
+        "over the config file.\n\nExample:\n  deepshard node start --roles validator,storage --api-port 26680",
+    )
+    .action(async (options: StartOptions) => {
+      const code = await runDaemon(options);
+      // Whatever a library left scheduled, the daemon is done: exit with its verdict.
+      process.exit(code);
+    });
+
+  addApiOptions(
+    node.command("status").description("height, peers, roles and consensus of the running node"),
+  ).action(async (options: ApiOptions) => {
+    const status = await withClient(options, (client) => client.status());
+    printResult(options, status, () =>
+      [
+        `chain ${status.chainId}  height ${status.height}  peers ${status.peers}`,
+        `consensus height ${status.consensus.height} round ${status.consensus.round} ${status.consensus.step}`,
+        `address ${status.address}`,
+        `peer id ${status.peerId}`,
+        `roles ${status.roles.join(", ") || "(none)"}`,
+        `mempool ${status.mempool.txs} txs  validators ${status.validators}  price ${status.price}`,
+      ].join("\n"),
+    );
+  });
+}
+
+/** Starts the daemon and waits for SIGINT/SIGTERM; returns the exit code. */
+async function runDaemon(options: StartOptions): Promise<number> {
+  const dataDir = resolveDataDir(options.dataDir);
+  const chainId = await resolveChainId(dataDir, options.chainId);
+  const paths = networkPaths(dataDir, chainId);
+  const config = await loadConfig({
+    chainId,
+    file: options.config ?? paths.config,
+    flags: {
+      roles: options.roles,
+      listen: options.listen,
+      bootstrap: options.bootstrap,
+      apiPort: options.apiPort,
+      blockIntervalMs: options.blockIntervalMs,
+      logLevel: options.logLevel,
+    },
+  });
+  const { secretKey } = await readKeystore(paths.nodeKey, await resolvePassphrase(options));
+  const logger = createLogger(config.logLevel);
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start({ paths, config, secretKey, logger });
+  } catch (err) {
+    throw explainStartError(err);
+  }
+  if (options.json) {
+    process.stdout.write(
+      `${JSON.stringify({
+        chainId,
+        api: daemon.apiUrl,
+        address: daemon.account.address,
+        peerId: daemon.ledger.host.peerId.toString(),
+        listen: daemon.ledger.host.addresses().map(String),
+        height: daemon.height,
+      })}\n`,
+    );
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn("second signal: exiting now", { signal });
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      logger.info("signal received", { signal });
+      daemon.stop().then((clean) => resolve(clean ? 0 : 1));
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
