@@ -11,6 +11,7 @@ export * from "./model.ts";
 export * from "./optim.ts";
 export * from "./probe.ts";
 export * from "./random.ts";
+export * from "./resume.ts";
 export * from "./safetensors.ts";
 export * from "./shard.ts";
 export * from "./tokenizer.ts";
