@@ -150,6 +150,17 @@ describe("data blobs", () => {
     const client = new BlobClient(other, { chainId: CHAIN });
     expect(await client.fetchBlob(hash, 100, [holder.host.peerId])).toEqual(new Uint8Array(data));
   });
+
+  it("a holder at its limit answers busy; the requester retries, then reports BUSY", async () => {
+    const holder = await node("holder", { maxConcurrent: 0 });
+    const client = new BlobClient(await host(), { chainId: CHAIN });
+    await connect(client.host, holder.host);
+    const { hash } = await holder.blobs.put(randomBytes(10), { maxBytes: 10 });
+    const err = await rejection(client.fetchBlob(hash, 10, [holder.host.peerId]));
+    expect((err as BlobError).code).toBe("BUSY");
+    // The first try and three retries.
+    expect(holder.service.stats.refusedBusy).toBe(4);
+  });
 });
 
 describe("weights", () => {
@@ -290,6 +301,19 @@ describe("weights", () => {
     expect(asked[0]).toEqual({ account, weightsId: weights.weightsId });
     expect(await readdir(dir)).not.toContain("fetched");
     expect(client.badPeers.size).toBe(0);
+
+    // A license check that fails (the ledger is unreachable, say) is a busy reply, not a refusal.
+    const broken = await node("broken", {
+      canServe: () => {
+        throw new Error("ledger unreachable");
+      },
+    });
+    await broken.chunks.putFrom(weights);
+    await connect(buyer, broken.host);
+    const all = new Map([...map.keys()].map((i) => [i, [broken.host.peerId]]));
+    const busy = await rejection(client.fetchWeights(weights.manifest, all, { dir: out, concurrency: 1 }));
+    expect((busy as BlobError).code).toBe("BUSY");
+    expect(broken.service.stats.refusedBusy).toBe(4);
 
     // Once the ledger says the buyer holds a license, the same holders serve it.
     licensed.add(account);

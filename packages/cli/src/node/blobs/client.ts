@@ -49,7 +49,7 @@ export interface BlobClientOptions {
   chainId: string;
   /** Deadline of each request (one range or one chunk). Default 15 s. */
   timeoutMs?: number;
-  /** Range requests in flight per blob. Default 4. */
+  /** Range requests in flight per blob (1 MiB each). Default 8. */
   rangesInFlight?: number;
   /** Chunk requests in flight per weights fetch. Default 8. */
   concurrency?: number;
@@ -142,7 +142,7 @@ export class BlobClient {
     this.host = host;
     this.#chainId = options.chainId;
     this.#timeoutMs = options.timeoutMs ?? 15_000;
-    this.#rangesInFlight = Math.max(1, options.rangesInFlight ?? 4);
+    this.#rangesInFlight = Math.max(1, options.rangesInFlight ?? 8);
     this.#concurrency = Math.max(1, options.concurrency ?? 8);
     this.#log = options.logger ?? silentLogger;
   }
@@ -188,6 +188,15 @@ export class BlobClient {
   ): Promise<BlobInfo> {
     const hex = hashHex(hash);
     checkSize(size);
+    const held = store.size(hex);
+    if (held !== undefined) {
+      // The hash fixes the size: a stored blob of another size means the announcement is wrong.
+      if (held === size) return { hash: hex, size };
+      throw new BlobError(held > size ? "TOO_LARGE" : "SIZE_MISMATCH", `blob ${hex} is not ${size} bytes`, {
+        details: `the stored copy has ${held} bytes`,
+        meta: { hash: hex, announced: size, held },
+      });
+    }
     return this.#withFailover(hex, size, fromPeers, options.signal, (source) =>
       store.put(source, {
         expectedHash: hex,
@@ -238,7 +247,8 @@ export class BlobClient {
   ): AsyncGenerator<Uint8Array> {
     let offset = 0;
     if (size === 0) return;
-    for (const peer of candidates) {
+    for (let c = 0, busy = 0; c < candidates.length; ) {
+      const peer = candidates[c]!;
       const key = peerKey(peer);
       const attempt = new AbortController();
       const sig = signal ? AbortSignal.any([signal, attempt.signal]) : attempt.signal;
@@ -251,9 +261,15 @@ export class BlobClient {
         return;
       } catch (err) {
         const error = this.#perPeer(err, signal);
-        attempts.push({ peer: key, error });
-        if (error instanceof BlobError && error.code === "BAD_RESPONSE") this.#markBad(key, error);
         this.#log.debug("blob range failed", { peer: key, hash: hex, offset, error: error.shortMessage });
+        if (error.code === "BUSY" && busy < MAX_BUSY_RETRIES) {
+          await sleep(50 * ++busy, sig);
+          continue;
+        }
+        attempts.push({ peer: key, error });
+        if (error.code === "BAD_RESPONSE") this.#markBad(key, error);
+        c++;
+        busy = 0;
       } finally {
         attempt.abort();
       }

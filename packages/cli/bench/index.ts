@@ -1,0 +1,13 @@
+/** Every benchmark of @deepshard/cli, run in sequence: one import per topic, added to `modules`. */
+import type { BenchModule, BenchRow } from "@deepshard/protocol";
+import blobs from "./blobs.ts";
+
+const modules: BenchModule[] = [blobs];
+
+const bench: BenchModule = async (ctx) => {
+  const rows: BenchRow[] = [];
+  for (const run of modules) rows.push(...(await run(ctx)));
+  return rows;
+};
+
+export default bench;
