@@ -354,7 +354,7 @@ describe("weights", () => {
         [doomed!.peerId, silent.peerId, survivor.host.peerId],
       ]),
     );
-    const client = new BlobClient(buyer, { chainId: CHAIN, concurrency: 3, timeoutMs: 400 });
+    const client = new BlobClient(buyer, { chainId: CHAIN, concurrency: 3, timeoutMs: 1000 });
     const failures: ChunkFailure[] = [];
     let progress: FetchProgress | undefined;
     const out = join(dir, "fetched");
