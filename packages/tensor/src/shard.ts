@@ -328,7 +328,10 @@ export class Reassembler {
   readonly #root: Uint8Array;
   readonly #have: Uint8Array;
   #received = 0;
-  #handles = new Map<string, FileHandle>();
+  /** Promises, so that concurrent adds to one file share a single open (a second "w+" would truncate). */
+  #handles = new Map<string, Promise<FileHandle>>();
+  /** Chunks being written, so a chunk added twice at once is written and counted once. */
+  #writing = new Set<number>();
   #temps = new Map<string, string>();
   readonly #tag = randomBytes(6).toString("hex");
 
@@ -372,15 +375,20 @@ export class Reassembler {
         },
       );
     }
-    if (this.#have[index]) return;
-    const handle = await this.#handle(loc.file);
-    let done = 0;
-    while (done < bytes.byteLength) {
-      const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, loc.offset + done);
-      done += bytesWritten;
+    if (this.#have[index] || this.#writing.has(index)) return;
+    this.#writing.add(index);
+    try {
+      const handle = await this.#handle(loc.file);
+      let done = 0;
+      while (done < bytes.byteLength) {
+        const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, loc.offset + done);
+        done += bytesWritten;
+      }
+      this.#have[index] = 1;
+      this.#received++;
+    } finally {
+      this.#writing.delete(index);
     }
-    this.#have[index] = 1;
-    this.#received++;
   }
 
   /** Fsyncs and renames every file into place; fails listing the missing chunks if any. */
@@ -409,20 +417,19 @@ export class Reassembler {
   /** Closes and deletes the temp files of an unfinished reassembly. */
   async abort(): Promise<void> {
     for (const [name, handle] of this.#handles) {
-      await handle.close().catch(() => {});
+      await handle.then((h) => h.close()).catch(() => {});
       await unlink(this.#temps.get(name)!).catch(() => {});
     }
     this.#handles.clear();
   }
 
-  async #handle(name: string): Promise<FileHandle> {
+  #handle(name: string): Promise<FileHandle> {
     let handle = this.#handles.get(name);
     if (!handle) {
-      await mkdir(this.dir, { recursive: true });
       const temp = join(this.dir, `.${name}.${this.#tag}.part`);
-      handle = await openFile(temp, "w+");
-      this.#handles.set(name, handle);
       this.#temps.set(name, temp);
+      handle = mkdir(this.dir, { recursive: true }).then(() => openFile(temp, "w+"));
+      this.#handles.set(name, handle);
     }
     return handle;
   }

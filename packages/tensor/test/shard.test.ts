@@ -134,6 +134,21 @@ describe("reassembly", () => {
     await ckpt.close();
   });
 
+  it("takes chunks added concurrently (also the same chunk twice) without losing any", async () => {
+    const model = join(dir, "model");
+    await writeCheckpoint(model, gpt2Tensors(4, 16), { maxShardBytes: 6000 });
+    const w = await ChunkedWeights.open(model, { chunkSize: 1000 });
+    const out = join(dir, "concurrent");
+    const r = new Reassembler(w.manifest, out);
+    const chunks = await Promise.all(Array.from({ length: w.manifest.chunkCount }, (_, i) => w.chunk(i)));
+    await Promise.all([...chunks, chunks[0]!].map((c) => r.add(c.index, c.bytes, c.proof)));
+    expect(r.complete).toBe(true);
+    await r.finish();
+    for (const f of w.manifest.files) {
+      expect(await readFile(join(out, f.name))).toEqual(await readFile(join(model, f.name)));
+    }
+  });
+
   it("rejects a flipped byte, a wrong proof, a short chunk and a chunk under the wrong index, naming the chunk", async () => {
     const model = join(dir, "model");
     await writeCheckpoint(model, gpt2Tensors(2, 16));
