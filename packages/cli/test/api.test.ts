@@ -182,6 +182,8 @@ describe("the node API", () => {
     expect(text).toMatch(/^deepshard_consensus_step\{[^}]*\} [0-3]$/m);
     expect(text).toMatch(/^deepshard_txs_committed_total\{[^}]*outcome="ok"[^}]*\} [1-9]/m);
     expect(text).toMatch(/# TYPE deepshard_chunk_transfers_total counter/);
+    expect(text).toMatch(/^deepshard_served_total\{what="chunk",chain_id="test-net"\} 0$/m);
+    expect(text).toMatch(/^deepshard_serve_refusals_total\{reason="no_license",chain_id="test-net"\} 0$/m);
   });
 
   it("refuses malformed, forged, foreign and oversized transactions with JSON errors, writing nothing", async () => {
@@ -276,6 +278,8 @@ describe("the node API", () => {
 
   it("runs role services: their routes answer and they send transactions with the node key", async () => {
     expect(role.ctx?.config.roles).toContain("informant");
+    expect(role.ctx?.stores.blobs.dir).toBe(net.paths.root);
+    expect(role.ctx?.stores.blobService.protocols.length).toBe(2);
     expect((await get("/informant/whoami")).json).toEqual({ address: net.nodeAddress });
     const before = await client.account(net.nodeAddress);
     const tipped = await post("/informant/tip", JSON.stringify({ to: net.userAddress }));

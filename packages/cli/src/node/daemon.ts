@@ -8,8 +8,9 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DeepshardError, encodeAddress, isDeepshardError, txHash } from "@deepshard/protocol";
 import { ApiServer } from "./api.ts";
+import { BlobClient, BlobService, BlobStore, type CanServe, ChunkStore } from "./blobs/index.ts";
 import type { NodeConfig, Role } from "./config.ts";
-import type { NetworkPaths } from "./datadir.ts";
+import { type NetworkPaths, RUNNING_FILE, type RunningNodeInfo } from "./datadir.ts";
 import { NodeEvents } from "./events.ts";
 import { ledgerNodeFactory } from "./ledger-node.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -36,20 +37,12 @@ export interface DaemonOptions {
   ledger?: LedgerFactory | undefined;
   /** Services per role; a configured role without one runs only what the ledger node does for it. */
   roles?: Partial<Record<Role, RoleFactory>> | undefined;
-  /** Store objects made by the blob layer, shared with the role services. */
-  stores?: Record<string, unknown> | undefined;
+  /**
+   * Who may receive weight chunks from this node. Default: accounts holding a license to those
+   * weights, and validators of the active set (they check trainers' weights).
+   */
+  canServe?: ((ledger: NodeLedger) => CanServe) | undefined;
 }
-
-/** What `node.json` in the network directory says about a running daemon (for clients and devnets). */
-export interface RunningNodeInfo {
-  pid: number;
-  api: string;
-  peerId: string;
-  address: string;
-  listen: string[];
-}
-
-export const RUNNING_FILE = "node.json";
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
@@ -62,6 +55,7 @@ export class Daemon {
   readonly events: NodeEvents;
   readonly metrics: NodeMetrics;
   readonly roles: readonly RoleService[];
+  readonly stores: NodeStores;
   readonly #log: Logger;
   readonly #stopping: AbortController;
   readonly #offCommit: () => void;
@@ -75,6 +69,7 @@ export class Daemon {
     events: NodeEvents;
     metrics: NodeMetrics;
     roles: RoleService[];
+    stores: NodeStores;
     log: Logger;
     stopping: AbortController;
     offCommit: () => void;
@@ -87,6 +82,7 @@ export class Daemon {
     this.events = parts.events;
     this.metrics = parts.metrics;
     this.roles = parts.roles;
+    this.stores = parts.stores;
     this.#log = parts.log;
     this.#stopping = parts.stopping;
     this.#offCommit = parts.offCommit;
@@ -121,7 +117,54 @@ export class Daemon {
       registerNodeRoutes(api, { config, account, host: ledger.host, ledger, events, metrics });
 
       const roles: RoleService[] = [];
-      const stores: NodeStores = { ...options.stores, blobsDir: paths.blobs, weightsDir: paths.weights };
+      const blobs = await BlobStore.open(paths.root);
+      const chunks = await ChunkStore.open(paths.root);
+      const blobService = await BlobService.start(ledger.host, {
+        chainId: config.chainId,
+        blobs,
+        chunks,
+        canServe: (options.canServe ?? licensedOrValidator)(ledger),
+        logger: log.child("blobs"),
+      });
+      cleanup.push(() => blobService.stop());
+      const stores: NodeStores = {
+        blobs,
+        chunks,
+        blobService,
+        blobClient: new BlobClient(ledger.host, { chainId: config.chainId, logger: log.child("blobs") }),
+      };
+      const { stats } = blobService;
+      metrics.countFrom(
+        "deepshard_served_total",
+        "Blob ranges, weight chunks and manifests served to peers",
+        "what",
+        () => ({
+          blob_range: stats.blobRequests,
+          chunk: stats.chunkRequests,
+          manifest: stats.manifestRequests,
+        }),
+      );
+      metrics.countFrom(
+        "deepshard_served_bytes_total",
+        "Bytes of blobs and weight chunks served to peers",
+        "what",
+        () => ({
+          blob: stats.blobBytes,
+          chunk: stats.chunkBytes,
+        }),
+      );
+      metrics.countFrom(
+        "deepshard_serve_refusals_total",
+        "Requests of peers this node refused, by reason",
+        "reason",
+        () => ({
+          no_license: stats.refusedNoLicense,
+          not_found: stats.refusedNotFound,
+          bad_range: stats.refusedBadRange,
+          busy: stats.refusedBusy,
+          bad_request: stats.badRequests,
+        }),
+      );
       const send = async (body: TxBody, opts: { fee?: bigint } = {}): Promise<Uint8Array> => {
         const tx = signTx(account.secretKey, body, {
           chainId: config.chainId,
@@ -175,7 +218,19 @@ export class Daemon {
         api: api.url,
         roles: config.roles.join(","),
       });
-      return new Daemon({ options, account, ledger, api, events, metrics, roles, log, stopping, offCommit });
+      return new Daemon({
+        options,
+        account,
+        ledger,
+        api,
+        events,
+        metrics,
+        roles,
+        stores,
+        log,
+        stopping,
+        offCommit,
+      });
     } catch (err) {
       stopping.abort();
       for (const stop of cleanup.reverse()) {
@@ -207,6 +262,7 @@ export class Daemon {
         ...[...this.roles]
           .reverse()
           .map((r): [string, () => Promise<void>] => [`role ${r.name}`, () => r.stop()]),
+        ["blob service", () => this.stores.blobService.stop()],
         ["api", () => this.api.close()],
         [
           "ledger",
@@ -260,6 +316,16 @@ function publishCommit(c: CommittedBlockInfo, events: NodeEvents, metrics: NodeM
       log: result.log,
     });
   });
+}
+
+/** A license to the weights, or a place in the active validator set. */
+function licensedOrValidator(ledger: NodeLedger): CanServe {
+  return (account, weightsId) => {
+    const state = ledger.state();
+    const id = hex(account);
+    if (state.tables.licenses.has(`${id}/${weightsId}`)) return true;
+    return state.tables.meta.get("meta")!.validators.some((v) => v.address === id);
+  };
 }
 
 function sample(ledger: NodeLedger, account: NodeAccount) {

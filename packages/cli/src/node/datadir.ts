@@ -23,6 +23,18 @@ export interface NetworkPaths {
   weights: string;
 }
 
+/** What `node.json` in the network directory says about a running daemon (for clients and devnets). */
+export interface RunningNodeInfo {
+  pid: number;
+  api: string;
+  peerId: string;
+  address: string;
+  listen: string[];
+}
+
+/** Written by a running daemon into its network directory, removed when it stops. */
+export const RUNNING_FILE = "node.json";
+
 /** `--data-dir`, else `DEEPSHARD_DATA_DIR`, else `~/.deepshard`. */
 export function resolveDataDir(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
   const dir = flag ?? env.DEEPSHARD_DATA_DIR;

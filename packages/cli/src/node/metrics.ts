@@ -27,7 +27,10 @@ const toFloat = (n: bigint): number => Number(n);
 
 export class NodeMetrics {
   readonly registry = new Registry();
-  /** Chunks moved over libp2p, by direction (`sent`, `received`) and outcome (`ok`, `failed`). */
+  /**
+   * Chunks moved by the role services (fetching weights, re-replicating), by direction (`sent`,
+   * `received`) and outcome (`ok`, `failed`); what the blob service answers is `deepshard_served_total`.
+   */
   readonly chunkTransfers: Counter<"direction" | "outcome">;
   readonly chunkBytes: Counter<"direction">;
   /** Committed transactions by outcome (`ok` or the error code). */
@@ -90,6 +93,25 @@ export class NodeMetrics {
       help: "HTTP API requests, by method and status",
       labelNames: ["method", "status"],
       registers,
+    });
+  }
+
+  /**
+   * Counters kept by another part as plain numbers (the blob service's stats): read at scrape
+   * time, one series per key of what `read` returns.
+   */
+  countFrom(name: string, help: string, label: string, read: () => Record<string, number> | undefined): void {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [this.registry],
+      collect() {
+        const values = read();
+        if (!values) return;
+        this.reset();
+        for (const [key, value] of Object.entries(values)) this.inc({ [label]: key }, value);
+      },
     });
   }
 

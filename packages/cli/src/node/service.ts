@@ -8,6 +8,7 @@ import type { LedgerState } from "@deepshard/ledger";
 import type { Block, SignedTx } from "@deepshard/protocol";
 import type { Host } from "@deepshard/protocol/host";
 import type { ApiRoutes } from "./api.ts";
+import type { BlobClient, BlobService, BlobStore, ChunkStore } from "./blobs/index.ts";
 import type { NodeConfig, Role } from "./config.ts";
 import type { NetworkPaths } from "./datadir.ts";
 import type { NodeEvents } from "./events.ts";
@@ -77,12 +78,16 @@ export interface LedgerFactoryOptions {
   logger: Logger;
 }
 
-/** Where the node keeps content-addressed data; the blob layer fills in the stores themselves. */
+/** The node's content-addressed data and the libp2p service and client that move it. */
 export interface NodeStores {
-  blobsDir: string;
-  weightsDir: string;
-  /** Shared store objects by name (e.g. `blobs`, `chunks`), set by whoever creates them. */
-  [name: string]: unknown;
+  /** Data blobs (informants' submissions) under `<network>/blobs`. */
+  blobs: BlobStore;
+  /** Weight chunks under `<network>/weights`. */
+  chunks: ChunkStore;
+  /** Serves both to peers; weight chunks only to peers `canServe` approves. */
+  blobService: BlobService;
+  /** Fetches blobs and weights from peers, verifying every chunk. */
+  blobClient: BlobClient;
 }
 
 export interface RoleContext {

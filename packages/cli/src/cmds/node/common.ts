@@ -9,8 +9,14 @@ import { DeepshardError, parseKeystore, readKeystore } from "@deepshard/protocol
 import type { Command } from "commander";
 import { DeepshardClient } from "../../node/client.ts";
 import { apiUrlFor, loadConfig } from "../../node/config.ts";
-import { RUNNING_FILE, type RunningNodeInfo } from "../../node/daemon.ts";
-import { listNetworks, networkPaths, resolveChainId, resolveDataDir } from "../../node/datadir.ts";
+import {
+  listNetworks,
+  networkPaths,
+  RUNNING_FILE,
+  type RunningNodeInfo,
+  resolveChainId,
+  resolveDataDir,
+} from "../../node/datadir.ts";
 import { resolvePassphrase } from "../../util/passphrase.ts";
 
 export interface ApiOptions {

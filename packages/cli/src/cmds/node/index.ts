@@ -1,7 +1,7 @@
 import { readKeystore } from "@deepshard/protocol";
 import type { Command } from "commander";
 import { loadConfig } from "../../node/config.ts";
-import { Daemon, explainStartError } from "../../node/daemon.ts";
+import type { Daemon } from "../../node/daemon.ts";
 import { networkPaths, resolveChainId, resolveDataDir } from "../../node/datadir.ts";
 import { createLogger } from "../../node/logger.ts";
 import { printResult } from "../../util/output.ts";
@@ -94,6 +94,8 @@ async function runDaemon(options: StartOptions): Promise<number> {
   });
   const { secretKey } = await readKeystore(paths.nodeKey, await resolvePassphrase(options));
   const logger = createLogger(config.logLevel);
+  // Loaded here, not at the top, so that other commands start without loading libp2p.
+  const { Daemon, explainStartError } = await import("../../node/daemon.ts");
   let daemon: Daemon;
   try {
     daemon = await Daemon.start({ paths, config, secretKey, logger });
