@@ -1,10 +1,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DeepshardError, encodeAddress, generateKeyPair, readKeystore } from "@deepshard/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DeepshardClient } from "../src/node/client.ts";
+import type { NodeConfig } from "../src/node/config.ts";
+import { Daemon, type DaemonOptions } from "../src/node/daemon.ts";
+import { networkPaths } from "../src/node/datadir.ts";
+import { createLogger } from "../src/node/logger.ts";
+import type { RoleService } from "../src/node/service.ts";
 import { makeNetwork, PASSPHRASE, type TestNetwork, until } from "./node-fixture.ts";
 
 const bin = join(import.meta.dirname, "..", "bin", "deepshard.js");
@@ -149,5 +155,98 @@ describe("deepshard node start", () => {
     const code = await new Promise((r) => wrongKey.once("exit", r));
     expect(code).toBe(1);
     expect(err).toMatch(/^error: wrong passphrase/);
+  });
+});
+
+describe("the daemon in process", () => {
+  const running: Daemon[] = [];
+  afterEach(async () => {
+    for (const d of running.splice(0)) await d.stop(2_000);
+  });
+
+  async function start(
+    network: TestNetwork,
+    extra: Partial<DaemonOptions> = {},
+    config: Partial<NodeConfig> = {},
+  ) {
+    const daemon = await Daemon.start({
+      paths: network.paths,
+      config: { ...network.config, ...config },
+      secretKey: network.node.secretKey,
+      logger: createLogger("silent"),
+      ...extra,
+    });
+    running.push(daemon);
+    return daemon;
+  }
+
+  it("joins a network: a second node bootstraps to the first, follows its chain, and relays transactions", async () => {
+    const first = await start(await makeNetwork(join(dir, "net-1")));
+    await until(() => first.height >= 2);
+    // The joiner: the same genesis, its own key, the first node as bootstrap peer.
+    const joinerDir = join(dir, "net-2");
+    const paths = networkPaths(joinerDir, first.config.chainId);
+    await mkdir(paths.keys, { recursive: true });
+    await copyFile(first.paths.genesis, paths.genesis);
+    const key = generateKeyPair();
+    const joiner = await start(
+      { ...net, dataDir: joinerDir, paths, node: key },
+      {},
+      { bootstrap: first.ledger.host.addresses().map(String), roles: ["storage"] },
+    );
+    await until(() => joiner.ledger.host.peers().length > 0 && joiner.height >= first.height - 1, 15_000);
+
+    const viaJoiner = new DeepshardClient(joiner.apiUrl);
+    const viaFirst = new DeepshardClient(first.apiUrl);
+    try {
+      expect((await viaJoiner.status()).peers).toBe(1);
+      const firstNet = first.paths.root;
+      const user = await readKeystore(join(firstNet, "keys", "user.key"), PASSPHRASE);
+      const sent = await viaJoiner.transfer(user.secretKey, encodeAddress(key.publicKey), 7n);
+      const included = await viaFirst.waitForTx(sent.hash, 15_000);
+      expect(included.ok).toBe(true);
+      await until(async () => (await viaJoiner.account(encodeAddress(key.publicKey))).balance === 7n, 10_000);
+      expect((await viaJoiner.block(included.height)).hash).toBe(
+        (await viaFirst.block(included.height)).hash,
+      );
+    } finally {
+      await viaJoiner.close();
+      await viaFirst.close();
+    }
+  });
+
+  it("undoes a start whose role fails, and stops past a hung role within the deadline, closing the database", async () => {
+    const network = await makeNetwork(join(dir, "net-3"));
+    const failing: RoleService = {
+      name: "storage",
+      start: async () => {
+        throw new DeepshardError("ROLE_FAILED", "the disk is full");
+      },
+      stop: async () => {},
+    };
+    await expect(
+      Daemon.start({
+        paths: network.paths,
+        config: { ...network.config, roles: ["validator", "storage"] },
+        secretKey: network.node.secretKey,
+        logger: createLogger("silent"),
+        roles: { storage: () => failing },
+      }),
+    ).rejects.toMatchObject({ code: "ROLE_FAILED" });
+
+    // The failed start released everything: the same directory starts again.
+    const hung: RoleService = { name: "trainer", start: async () => {}, stop: () => new Promise(() => {}) };
+    const daemon = await Daemon.start({
+      paths: network.paths,
+      config: { ...network.config, roles: ["trainer"] },
+      secretKey: network.node.secretKey,
+      logger: createLogger("silent"),
+      roles: { trainer: () => hung },
+    });
+    const t0 = Date.now();
+    expect(await daemon.stop(300)).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    // The ledger was stopped anyway: its database opens again.
+    running.push(await start(network));
   });
 });

@@ -250,9 +250,11 @@ export class Daemon {
   }
 
   /**
-   * Stops roles, the API, the ledger node (consensus, host, database), in that order. Resolves true
-   * when everything stopped within `deadlineMs` (default: the config's stopTimeoutMs), false when
-   * the deadline passed first: the caller should then exit the process anyway.
+   * Stops roles, the blob service, the API and the ledger node (consensus, host, database), in that
+   * order. A part that does not stop in time is left behind and the next one is stopped anyway,
+   * each given at least STOP_GRACE_MS, so a hung role cannot keep the database open. Resolves true
+   * when every part stopped within `deadlineMs` (default: the config's stopTimeoutMs), false
+   * otherwise: the caller should then exit the process.
    */
   stop(deadlineMs = this.config.stopTimeoutMs): Promise<boolean> {
     this.#stopped ??= (async () => {
@@ -273,22 +275,39 @@ export class Daemon {
         ],
         ["running file", () => rm(join(this.paths.root, RUNNING_FILE), { force: true })],
       ];
-      const all = (async () => {
-        for (const [name, step] of steps) {
-          await step().catch((err: unknown) => this.#log.error(`stopping ${name} failed`, { error: err }));
-        }
-      })();
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), deadlineMs);
-      });
-      const done = await Promise.race([all.then(() => true as const), deadline]);
-      clearTimeout(timer);
-      if (done) this.#log.info("stopped");
-      else this.#log.error("stop deadline passed; exiting anyway", { deadlineMs });
-      return done;
+      const deadline = Date.now() + deadlineMs;
+      let clean = true;
+      for (const [name, step] of steps) {
+        const wait = Math.max(deadline - Date.now(), STOP_GRACE_MS);
+        const outcome = await within(Promise.resolve().then(step), wait);
+        if (outcome === "ok") continue;
+        clean = false;
+        if (outcome === "timeout")
+          this.#log.error(`${name} did not stop in time; going on`, { waitedMs: wait });
+        else this.#log.error(`stopping ${name} failed`, { error: outcome.error });
+      }
+      if (clean && Date.now() <= deadline) this.#log.info("stopped");
+      else this.#log.error("stopped, but not cleanly within the deadline", { deadlineMs });
+      return clean && Date.now() <= deadline;
     })();
     return this.#stopped;
+  }
+}
+
+/** What each part of a stopping daemon gets at least, even after the deadline passed. */
+const STOP_GRACE_MS = 500;
+
+async function within(work: Promise<void>, ms: number): Promise<"ok" | "timeout" | { error: unknown }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => "ok" as const), timeout]);
+  } catch (error) {
+    return { error };
+  } finally {
+    clearTimeout(timer);
   }
 }
 

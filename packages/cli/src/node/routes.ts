@@ -16,6 +16,7 @@ import {
   verify,
 } from "@deepshard/protocol";
 import type { Host } from "@deepshard/protocol/host";
+import { jsonReplacer } from "../util/output.ts";
 import { ApiError, type ApiRequest, type ApiServer, Reply, STREAMED } from "./api.ts";
 import type { NodeConfig } from "./config.ts";
 import type { NodeEvents, StampedEvent } from "./events.ts";
@@ -292,7 +293,7 @@ export function registerNodeRoutes(api: ApiServer, deps: RouteDeps): void {
         res.end();
         return;
       }
-      res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event, jsonReplacer)}\n\n`);
     };
     if (Number.isSafeInteger(after)) for (const e of events.since(after)) send(e);
     const unsubscribe = events.subscribe(send);
