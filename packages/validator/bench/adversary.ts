@@ -2,6 +2,7 @@
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import { initBackend } from "@deepshard/tensor";
 import { runBenchmark } from "./harness.ts";
+import { ROUND } from "./round.ts";
 
 // The targets of issue #5: these classes must be caught with no honest model rejected.
 const MUST_CATCH = new Set(["base-unchanged", "noise", "copy", "other-data", "skip-25", "skip-50"]);
@@ -11,7 +12,11 @@ const adversaryBench: BenchModule = async (ctx) => {
   const r = await runBenchmark({
     honest: ctx.quick ? 8 : 20,
     perClass: ctx.quick ? 2 : 5,
-    references: 3,
+    // Two replicas keep validation within 10% of a training run at this round's 65 submissions.
+    references: Number(process.env.DEEPSHARD_BENCH_REFERENCES ?? 2),
+    round: { ...ROUND, seed: process.env.DEEPSHARD_BENCH_SEED ?? ROUND.seed },
+    replayed: 3,
+    segments: 8,
     log: ctx.log,
   });
   const rows: BenchRow[] = [];
@@ -50,6 +55,14 @@ const adversaryBench: BenchModule = async (ctx) => {
     "<= 0.1",
     perSubmission <= 0.1,
   );
+  row(
+    "honest transcripts replayed bit for bit",
+    r.replaysOk,
+    `of ${r.replays}`,
+    `${r.replays}`,
+    r.replaysOk === r.replays,
+  );
+  row("replay of one segment (1/8 of the run)", r.replayMs / r.trainMs, "of a training run");
   row("probe forward tokens per submission", r.probeTokenFraction, "of a training run's forward-equivalents");
   row("reference replicas, whole round", replicas, "training runs");
   const amortized = perSubmission + replicas / r.submissions;
@@ -59,6 +72,12 @@ const adversaryBench: BenchModule = async (ctx) => {
     "of a training run",
     "<= 0.1",
     amortized <= 0.1,
+  );
+  // How many submissions a round needs for the replicas' fixed cost to fit in the 10% budget.
+  row(
+    "submissions needed to amortize the replicas within 10%",
+    perSubmission < 0.1 ? Math.ceil(replicas / (0.1 - perSubmission)) : Number.POSITIVE_INFINITY,
+    "submissions",
   );
   return rows;
 };

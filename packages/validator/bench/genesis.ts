@@ -4,6 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -84,6 +85,9 @@ export async function genesisModel(
   log(
     `genesis: ${recipe.steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s, loss ${result.losses[0]!.toFixed(3)} → ${result.losses.at(-1)!.toFixed(3)}`,
   );
-  await saveModel(model, dir, { recipe: recipeHash(recipe) });
+  // Written aside and renamed, so a concurrent run never loads a half-written cache.
+  const temp = `${dir}.tmp-${process.pid}`;
+  await saveModel(model, temp, { recipe: recipeHash(recipe) });
+  await rename(temp, dir).catch(() => rm(temp, { recursive: true, force: true }));
   return model;
 }

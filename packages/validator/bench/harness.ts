@@ -4,9 +4,10 @@
  * fingerprints everything on probes drawn from a beacon, and judges the round. Reports detection per
  * class and what validation cost next to one training run.
  */
-import { type CausalLM, readWeights } from "@deepshard/tensor";
+import { type CausalLM, modelFromWeights, readWeights, weightsDigest } from "@deepshard/tensor";
 import { drawProbes, fingerprint } from "../src/fingerprint.ts";
 import { judgeRound, type ModelSubmission, type Verdict, type VerdictThresholds } from "../src/judge.ts";
+import { type Checkpoint, chooseSegment, replaySegment, trainWithTranscript } from "../src/replay.ts";
 import { GENESIS, type GenesisRecipe, genesisModel } from "./genesis.ts";
 import {
   ADVERSARIES,
@@ -36,6 +37,10 @@ export interface BenchOptions {
   round?: RoundRecipe;
   thresholds?: Partial<VerdictThresholds>;
   beacon?: string;
+  /** Honest trainers that record a transcript on the deterministic backend and get one segment replayed. */
+  replayed?: number;
+  /** Transcript segments per run. */
+  segments?: number;
   log?: (line: string) => void;
 }
 
@@ -63,6 +68,11 @@ export interface BenchResult {
   /** Reference replicas' training, for the whole round. */
   replicasMs: number;
   submissions: number;
+  /** Honest transcripts whose beacon-chosen segment replayed bit for bit, of `replays`. */
+  replaysOk: number;
+  replays: number;
+  /** CPU time of one segment replay (checks and training), mean. */
+  replayMs: number;
   /** Forward-pass tokens of one fingerprint over the forward-equivalent tokens of one training run (backward ≈ 2 forwards). */
   probeTokenFraction: number;
 }
@@ -126,12 +136,51 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   const submissions: (ModelSubmission & { cls: Adversary | "honest" })[] = [];
   const honestWeights = [];
   let trainMs = 0;
+  let replayMs = 0;
+  let replaysOk = 0;
+  const replays = Math.min(options.replayed ?? 0, options.honest);
+  const examples = data.batch.map((tokens) => ({ tokens }));
+  const baseDigest = weightsDigest(base);
   for (let i = 0; i < options.honest; i++) {
+    const seed = `honest-trainer-${i}`;
+    let replay: { ok: boolean } | undefined;
+    let model: CausalLM;
     const t1 = cpuMs();
-    const model = await trainCopy(base, data.batch, recipe, `honest-trainer-${i}`, baseWeights);
-    trainMs += cpuMs() - t1;
+    if (i < replays) {
+      // A trainer on the deterministic backend: same weights as trainCopy, plus a transcript.
+      model = modelFromWeights(base.config, baseWeights);
+      const checkpoints: Checkpoint[] = [];
+      const train = { ...recipe.train, seed };
+      const steps = Math.ceil(data.batch.length / (train.batchSize ?? 8)) * (train.epochs ?? 1);
+      const every = Math.max(1, Math.ceil(steps / (options.segments ?? 8)));
+      const transcript = await trainWithTranscript(model, examples, train, every, (c) => checkpoints.push(c));
+      trainMs += cpuMs() - t1;
+      const t3 = cpuMs();
+      const segment = chooseSegment(`${options.beacon ?? "beacon"}/${seed}`, transcript);
+      const result = await replaySegment({
+        config: base.config,
+        examples,
+        options: train,
+        transcript,
+        baseDigest,
+        submittedDigest: weightsDigest(model),
+        segment,
+        checkpoint: checkpoints[segment]!,
+      });
+      replayMs += cpuMs() - t3;
+      replaysOk += result.ok ? 1 : 0;
+      replay = { ok: result.ok };
+    } else {
+      model = await trainCopy(base, data.batch, recipe, seed, baseWeights);
+      trainMs += cpuMs() - t1;
+    }
     honestWeights.push(readWeights(model));
-    submissions.push({ id: `honest-${i}`, cls: "honest", fingerprint: fp(model) });
+    submissions.push({
+      id: `honest-${i}`,
+      cls: "honest",
+      fingerprint: fp(model),
+      ...(replay ? { replay } : {}),
+    });
   }
   trainMs /= options.honest;
   log(`${options.honest} honest trainers, ${(trainMs / 1000).toFixed(2)} CPU s per training run`);
@@ -178,6 +227,9 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
     judgeMs: judgeMs / submissions.length,
     replicasMs,
     submissions: submissions.length,
+    replaysOk,
+    replays,
+    replayMs: replays > 0 ? replayMs / replays : 0,
     probeTokenFraction: baseFp.probeTokens / (3 * trainTokens),
   };
 }

@@ -11,11 +11,13 @@ beforeAll(async () => {
 });
 
 describe("reduced adversary benchmark", () => {
-  it("catches base-unchanged and copies and rejects no honest trainer", async () => {
+  it("catches base-unchanged and copies, rejects no honest trainer and replays honest segments", async () => {
     const r = await runBenchmark({
       honest: 6,
       perClass: 2,
       references: 3,
+      replayed: 2,
+      segments: 4,
       classes: ["base-unchanged", "copy", "noise"],
       genesis: {
         nEmbd: 32,
@@ -47,6 +49,7 @@ describe("reduced adversary benchmark", () => {
     for (const v of copies) expect(v.verdict.reasons.map((x) => x.code)).toContain("copy");
     const unchanged = r.verdicts.filter((v) => v.cls === "base-unchanged");
     for (const v of unchanged) expect(v.verdict.reasons.map((x) => x.code)).toContain("weights_unchanged");
+    expect(r.replaysOk).toBe(2);
     expect(r.validateMs).toBeLessThan(r.trainMs);
   }, 120_000);
 });
