@@ -1,8 +1,9 @@
 /** Every benchmark of @deepshard/cli, run in sequence: one import per topic, added to `modules`. */
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
+import api from "./api.ts";
 import blobs from "./blobs.ts";
 
-const modules: BenchModule[] = [blobs];
+const modules: BenchModule[] = [blobs, api];
 
 const bench: BenchModule = async (ctx) => {
   const rows: BenchRow[] = [];

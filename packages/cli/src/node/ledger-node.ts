@@ -64,6 +64,10 @@ export class LedgerNodeAdapter implements NodeLedger {
     return { height: c.height, round: c.engine.round, step: c.engine.step };
   }
 
+  verifySignature(tx: SignedTx): boolean {
+    return this.node.mempool.signatures.verify(tx);
+  }
+
   async submit(tx: SignedTx): Promise<void> {
     try {
       this.node.submit(tx);

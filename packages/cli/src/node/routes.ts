@@ -11,9 +11,7 @@ import {
   MAX_TX_BYTES,
   parseAddress,
   type SignedTx,
-  signingBytes,
   txHash,
-  verify,
 } from "@deepshard/protocol";
 import type { Host } from "@deepshard/protocol/host";
 import { jsonReplacer } from "../util/output.ts";
@@ -122,7 +120,11 @@ export function decodeTxText(text: string): Uint8Array {
 }
 
 /** Decodes and checks a posted transaction: canonical bytes, this chain, a valid signature. */
-export function parsePostedTx(bytes: Uint8Array, chainId: string): SignedTx {
+export function parsePostedTx(
+  bytes: Uint8Array,
+  chainId: string,
+  verifySignature: (tx: SignedTx) => boolean,
+): SignedTx {
   let tx: SignedTx;
   try {
     tx = decodeTx(bytes);
@@ -139,7 +141,7 @@ export function parsePostedTx(bytes: Uint8Array, chainId: string): SignedTx {
       details: `this node runs "${chainId}"`,
     });
   }
-  if (!verify(tx.signature, signingBytes(tx.payload), tx.signer)) {
+  if (!verifySignature(tx)) {
     throw new ApiError(400, "TX_BAD_SIGNATURE", "the signature does not verify for the signer and payload");
   }
   return tx;
@@ -236,7 +238,7 @@ export function registerNodeRoutes(api: ApiServer, deps: RouteDeps): void {
     "POST",
     "/tx",
     async (req) => {
-      const tx = parsePostedTx(await readPostedTx(req), ledger.chainId);
+      const tx = parsePostedTx(await readPostedTx(req), ledger.chainId, (t) => ledger.verifySignature(t));
       try {
         await ledger.submit(tx);
       } catch (err) {

@@ -52,6 +52,8 @@ export interface NodeLedger {
   state(): LedgerState;
   /** Where consensus stands: the height being decided, its round and step. */
   consensus(): ConsensusPosition;
+  /** Whether the signature verifies; remembered, so the mempool does not check it again. */
+  verifySignature(tx: SignedTx): boolean;
   /**
    * Checks a signed transaction against the committed state and adds it to the mempool (which
    * gossips it). A refusal is a DeepshardError whose code says why (TX_BAD_NONCE, TX_COMMITTED, …).
