@@ -109,7 +109,11 @@ export class Daemon {
         logger: log.child("ledger"),
       });
       cleanup.push(() => ledger.stop());
-      const offCommit = ledger.onCommit((c) => publishCommit(c, events, metrics));
+      const ledgerLog = log.child("ledger");
+      const offCommit = ledger.onCommit((c) => {
+        ledgerLog.debug("committed", { height: c.height, txs: c.block.txs.length });
+        publishCommit(c, events, metrics);
+      });
       cleanup.push(async () => offCommit());
       metrics.setSampler(() => sample(ledger, account));
 
@@ -177,7 +181,8 @@ export class Daemon {
       for (const role of config.roles) {
         const factory = options.roles?.[role];
         if (!factory) {
-          log.debug("role without a service of its own", { role });
+          // The validator role is consensus, which the ledger node runs for a key in the validator set.
+          if (role !== "validator") log.info("this build has no service for the role yet", { role });
           continue;
         }
         const service = factory(config);

@@ -94,6 +94,14 @@ async function runDaemon(options: StartOptions): Promise<number> {
   });
   const { secretKey } = await readKeystore(paths.nodeKey, await resolvePassphrase(options));
   const logger = createLogger(config.logLevel);
+  // Signals that arrive while the node is starting stop it as soon as it runs.
+  let signalled: NodeJS.Signals | undefined;
+  let onSignal = (signal: NodeJS.Signals) => {
+    signalled = signal;
+  };
+  const handler = (signal: NodeJS.Signals) => onSignal(signal);
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
   // Loaded here, not at the top, so that other commands start without loading libp2p.
   const { Daemon, explainStartError } = await import("../../node/daemon.ts");
   let daemon: Daemon;
@@ -116,7 +124,7 @@ async function runDaemon(options: StartOptions): Promise<number> {
   }
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const onSignal = (signal: NodeJS.Signals) => {
+    onSignal = (signal) => {
       if (stopping) {
         logger.warn("second signal: exiting now", { signal });
         resolve(1);
@@ -126,7 +134,6 @@ async function runDaemon(options: StartOptions): Promise<number> {
       logger.info("signal received", { signal });
       daemon.stop().then((clean) => resolve(clean ? 0 : 1));
     };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    if (signalled) onSignal(signalled);
   });
 }
