@@ -51,7 +51,7 @@ export class LedgerNodeAdapter implements NodeLedger {
     this.#log = log;
     this.#offs.push(
       node.mempool.onAdd((tx) => this.#pooled.set(hex(txHash(tx)), tx)),
-      node.onCommit((c) => this.#indexCommitted(c)),
+      node.onCommit((c) => this.#guard(() => this.#indexCommitted(c))),
     );
   }
 
@@ -113,8 +113,19 @@ export class LedgerNodeAdapter implements NodeLedger {
     return this.#txIndex.get(hex(hash));
   }
 
+  /** A listener that throws is logged: it must not reach consensus, which calls it while committing. */
   onCommit(listener: (block: CommittedBlockInfo) => void): () => void {
-    return this.node.onCommit((c) => listener(toInfo(c)));
+    return this.node.onCommit((c) => this.#guard(() => listener(toInfo(c))));
+  }
+
+  #guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#log.error("a commit listener failed", {
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
   }
 
   /** Indexes the most recent stored blocks; runs in the background until done or stopped. */
