@@ -104,9 +104,10 @@ async function runDaemon(options: StartOptions): Promise<number> {
   process.on("SIGTERM", handler);
   // Loaded here, not at the top, so that other commands start without loading libp2p.
   const { Daemon, explainStartError } = await import("../../node/daemon.ts");
+  const { roleFactories } = await import("../../node/roles.ts");
   let daemon: Daemon;
   try {
-    daemon = await Daemon.start({ paths, config, secretKey, logger });
+    daemon = await Daemon.start({ paths, config, secretKey, logger, roles: roleFactories });
   } catch (err) {
     throw explainStartError(err);
   }

@@ -1,0 +1,9 @@
+/**
+ * The role services `deepshard node start` runs, by role name. Each role's implementation adds
+ * its one line here (`informant: (config) => new InformantService(config)`); a role listed in the
+ * config without an entry runs only what the ledger node does for it (consensus, for validators).
+ */
+import type { Role } from "./config.ts";
+import type { RoleFactory } from "./service.ts";
+
+export const roleFactories: Partial<Record<Role, RoleFactory>> = {};
