@@ -91,6 +91,18 @@ export function embed(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
  * a cheap copy) in both directions.
  */
 
+/**
+ * 2-D transpose in two cache-friendly passes (within 32×32 tiles, then whole tiles): wasm's
+ * Transpose walks a large matrix with a cache-missing stride and is 2–3× slower in one pass.
+ */
+export function transpose2d(x: tf.Tensor2D): tf.Tensor2D {
+  const [r, c] = x.shape;
+  const b = 32;
+  if (r % b !== 0 || c % b !== 0 || r * c < 1 << 16) return tf.transpose(x);
+  const tiles = tf.transpose(tf.reshape(x, [r / b, b, c / b, b]), [0, 2, 3, 1]);
+  return tf.reshape(tf.transpose(tiles, [1, 2, 0, 3]), [c, r]);
+}
+
 /** a [M, K] @ b [K, N], forward and backward on the fast path. */
 export const mm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
@@ -99,7 +111,7 @@ export const mm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     value: tf.matMul(a, b),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sa, sb] = saved as [tf.Tensor2D, tf.Tensor2D];
-      return [tf.matMul(dy as tf.Tensor2D, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy as tf.Tensor2D)];
+      return [tf.matMul(dy as tf.Tensor2D, transpose2d(sb)), tf.matMul(transpose2d(sa), dy as tf.Tensor2D)];
     },
   };
 }) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
@@ -127,11 +139,26 @@ export const bmmT = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => 
   };
 }) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 
+/**
+ * y [M, N] + b [N]. tfjs reduces the bias gradient with Sum over axis 0, which on wasm transposes
+ * dy first; ones[1, M] @ dy is the same sum on the fast matmul path.
+ */
+const addBias = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [y, b] = args as [tf.Tensor2D, tf.Tensor1D];
+  return {
+    value: tf.add(y, b),
+    gradFunc: (dy: tf.Tensor) => [
+      dy,
+      tf.reshape(tf.matMul(tf.ones([1, dy.shape[0]!]), dy as tf.Tensor2D), [-1]),
+    ],
+  };
+}) as (y: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+
 /** x [..., in] @ w [in, out] (+ b) over the last axis. */
 export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
   const shape = x.shape;
   const y = mm(tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D, w);
-  const out = b ? tf.add(y, b) : y;
+  const out = b ? addBias(y, b as tf.Tensor1D) : y;
   return tf.reshape(out, [...shape.slice(0, -1), w.shape[1]]);
 }
 
@@ -141,8 +168,8 @@ export function linear(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor {
   const x2 = tf.reshape(x, [-1, shape[shape.length - 1]!]) as tf.Tensor2D;
   // Few rows (generation): (w @ xᵀ)ᵀ streams w as it is; transposing w would copy it, and XNNPACK
   // would repack it, for every token. Many rows (training): transposing w is the smaller copy.
-  const y = x2.shape[0] <= 64 ? tf.transpose(mm(w, tf.transpose(x2))) : mm(x2, tf.transpose(w));
-  const out = b ? tf.add(y, b) : y;
+  const y = x2.shape[0] <= 64 ? tf.transpose(mm(w, tf.transpose(x2))) : mm(x2, transpose2d(w));
+  const out = b ? addBias(y, b as tf.Tensor1D) : y;
   return tf.reshape(out, [...shape.slice(0, -1), w.shape[0]]);
 }
 
