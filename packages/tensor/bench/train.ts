@@ -6,7 +6,6 @@
  * Target: the training step reaches >= 40% of the matmul rate.
  */
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
-import { medianMs } from "@deepshard/protocol";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend.ts";
 import { BYTE_TOKENIZER_CLASS, gpt2ConfigJson } from "../src/config.ts";
@@ -17,18 +16,19 @@ import { AdamW } from "../src/optim.ts";
 import { Rng } from "../src/random.ts";
 import { lossAndGrads, makeBatch } from "../src/train.ts";
 
-export function matmulGflops(repeats: number): Promise<number> {
-  const a = tf.randomNormal([1024, 1024], 0, 1, "float32", 1);
-  const b = tf.randomNormal([1024, 1024], 0, 1, "float32", 2);
-  return medianMs(repeats, () => {
-    const c = tf.matMul(a, b);
-    c.dataSync();
-    c.dispose();
-  }).then((ms) => {
-    a.dispose();
-    b.dispose();
-    return (2 * 1024 ** 3) / (ms * 1e6);
-  });
+/** Milliseconds of one 1024×1024 float32 matmul (read back, so the work is done). */
+function matmulMs(a: tf.Tensor2D, b: tf.Tensor2D): number {
+  const t0 = performance.now();
+  const c = tf.matMul(a, b);
+  c.dataSync();
+  c.dispose();
+  return performance.now() - t0;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 const bench: BenchModule = async (ctx) => {
@@ -62,14 +62,26 @@ const bench: BenchModule = async (ctx) => {
     for (const t of grads.values()) t.dispose();
     model.params.values().next().value!.dataSync();
   };
-  const repeats = ctx.quick ? 2 : 5;
-  const matmul = await matmulGflops(ctx.quick ? 3 : 9);
-  const stepMs = await medianMs(repeats, step);
-  const matmulAfter = await matmulGflops(ctx.quick ? 3 : 9);
+  // Interleaved rounds (three matmuls, one training step), so that a busy neighbour on a shared
+  // machine slows both measurements alike; medians over the rounds.
+  const a = tf.randomNormal([1024, 1024], 0, 1, "float32", 1) as tf.Tensor2D;
+  const b = tf.randomNormal([1024, 1024], 0, 1, "float32", 2) as tf.Tensor2D;
+  const matmulTimes: number[] = [];
+  const stepTimes: number[] = [];
+  step();
+  matmulMs(a, b);
+  for (let round = 0; round < (ctx.quick ? 2 : 6); round++) {
+    for (let i = 0; i < 3; i++) matmulTimes.push(matmulMs(a, b));
+    const t0 = performance.now();
+    step();
+    stepTimes.push(performance.now() - t0);
+  }
+  a.dispose();
+  b.dispose();
   optimizer.dispose();
   model.dispose();
-  // The machine is shared: take the better of the two matmul runs that bracket the training runs.
-  const peak = Math.max(matmul, matmulAfter);
+  const peak = (2 * 1024 ** 3) / (median(matmulTimes) * 1e6);
+  const stepMs = median(stepTimes);
   const tokensPerS = (batchSize * g.context) / (stepMs / 1000);
   const achieved = (6 * params * tokensPerS) / 1e9;
   const ratio = (100 * achieved) / peak;
