@@ -9,7 +9,15 @@ import {
 } from "@deepshard/protocol";
 import { describe, expect, it } from "vitest";
 import { createGenesis, genesisState } from "../src/genesis/index.ts";
-import { ledgerMempoolApp, Mempool, MempoolError, type MempoolLimits } from "../src/mempool/index.ts";
+import {
+  ledgerMempoolApp,
+  Mempool,
+  MempoolError,
+  type MempoolLimits,
+  txFromBytes,
+  txInfo,
+  txSigningBytes,
+} from "../src/mempool/index.ts";
 import { StateMachine } from "../src/state/machine.ts";
 import type { LedgerState } from "../src/state/tables.ts";
 
@@ -206,5 +214,55 @@ describe("mempool", () => {
     expect(commit(rest).every((r) => r.code === "OK")).toBe(true);
     expect(pool.size).toBe(0);
     expect(chain.state.tables.accounts.get(Buffer.from(alice.publicKey).toString("hex"))!.nonce).toBe(40n);
+  });
+
+  it("takes signing bytes out of a transaction's canonical bytes, equal to signingBytes", () => {
+    const common = { v: 1 as const, chainId: CHAIN, nonce: 7n, fee: 3n };
+    const payloads: TxPayload[] = [
+      { ...common, type: "transfer", to: bob.publicKey, amount: 5n },
+      { ...common, type: "bond", amount: 1_000n },
+      { ...common, type: "data.submit", contentHash: sha256(Uint8Array.of(1)), size: 10, stake: 10n },
+      {
+        ...common,
+        type: "data.submit",
+        contentHash: sha256(Uint8Array.of(2)),
+        size: 10,
+        stake: 10n,
+        metadata: "x".repeat(300),
+      },
+      { ...common, type: "weights.buy", weightsId: sha256(Uint8Array.of(3)), maxPrice: 2n ** 63n },
+      {
+        ...common,
+        type: "training.verdict",
+        round: 4,
+        verdicts: [{ trainer: bob.publicKey, accept: false, reasons: ["copy"] }],
+      },
+    ];
+    for (const payload of payloads) {
+      const tx = {
+        payload,
+        signer: alice.publicKey,
+        signature: sign(alice.secretKey, signingBytes(payload)),
+      };
+      expect(txSigningBytes(tx)).toEqual(signingBytes(payload));
+      // The same from a transaction decoded from bytes (what gossip and proposals carry).
+      const decoded = txFromBytes(txInfo(tx).bytes);
+      expect(txSigningBytes(decoded)).toEqual(signingBytes(payload));
+      expect(txInfo(decoded).id).toBe(txInfo(tx).id);
+    }
+  });
+
+  it("lists pooled transactions to its listeners and finds them by id", () => {
+    const { pool } = setup();
+    const seen: SignedTx[] = [];
+    const off = pool.onAdd((tx) => seen.push(tx));
+    const tx = transfer(alice, 1n);
+    pool.add(tx);
+    off();
+    pool.add(transfer(alice, 2n));
+    expect(seen).toEqual([tx]);
+    expect(pool.get(txInfo(tx).hash)).toBe(tx);
+    expect(pool.getById(txInfo(tx).id)).toBe(tx);
+    expect(pool.nextNonce(alice.publicKey)).toBe(3n);
   });
 });

@@ -14,6 +14,7 @@ import {
   type SyncedBlock,
   TxGossip,
   txBatchCodec,
+  txInfo,
   ZERO_HASH,
 } from "../src/index.ts";
 import { accountKey, DEVNET_CHAIN, transfer, validatorKey } from "./fixtures/devnet.ts";
@@ -173,7 +174,11 @@ describe("transaction gossip", () => {
     const forged = { ...transfer(alice, bob, 500n), signature: txs[0]!.signature };
     await a.publish(
       topic,
-      txBatchCodec.encode({ v: 1, type: "txs", txs: [transfer(alice, bob, 501n), forged] }),
+      txBatchCodec.encode({
+        v: 1,
+        type: "txs",
+        txs: [transfer(alice, bob, 501n), forged].map((t) => txInfo(t).bytes),
+      }),
     );
     await until(() => b.gossipScore(a.peerId) < 0);
     expect(received).toHaveLength(100);

@@ -3,31 +3,92 @@
  * block sync over request/response. A topic validator decodes every message and checks its
  * signature before consensus sees it; a malformed or forged message is rejected, which lowers the
  * gossipsub score of the peer that relayed it.
+ *
+ * On the topic a proposal's block carries its transactions as their canonical encodings (the
+ * "compact" block): a receiver hashes each one and takes the transaction it already holds (from
+ * its mempool) instead of decoding it, which is most of them. Block sync speaks the protocol's
+ * sync messages with full blocks.
  */
 import {
+  array,
+  bytes,
+  commitSchema,
   DeepshardError,
-  decodeConsensusMessage,
   decodeSyncRequest,
   decodeSyncResponse,
+  defineMessage,
   encodeBlock,
   encodeCommit,
-  encodeConsensusMessage,
   encodeSyncRequest,
   encodeSyncResponse,
+  headerSchema,
+  literal,
+  MAX_BLOCK_TXS,
+  MAX_CONSENSUS_MESSAGE_BYTES,
   MAX_SYNC_REQUEST_BYTES,
   MAX_SYNC_RESPONSE_BYTES,
-  type ConsensusMessage as ProtocolConsensusMessage,
+  MAX_TX_BYTES,
+  nullable,
+  PROTOCOL_VERSION,
   type SignedTx,
   SYNC_MAX_BLOCKS,
+  signedProposalSchema,
   signingBytes,
+  struct,
+  union,
   verify,
+  version,
+  voteMessageSchema,
 } from "@deepshard/protocol";
 import type { Host } from "@deepshard/protocol/host";
+import { txFromBytes, txInfo } from "../mempool/tx-info.ts";
 import type { Block, SyncedBlock } from "./block.ts";
 import type { ConsensusTransport } from "./transport.ts";
 import type { ConsensusMessage } from "./types.ts";
 
 type Message = ConsensusMessage<Block<SignedTx>>;
+
+const v = version(PROTOCOL_VERSION);
+/** A block whose transactions are their canonical encodings. */
+export const compactBlockSchema = struct({
+  v,
+  header: headerSchema,
+  txs: array(bytes({ max: MAX_TX_BYTES }), { max: MAX_BLOCK_TXS }),
+  lastCommit: nullable(commitSchema),
+});
+const compactProposalSchema = struct({
+  v,
+  type: literal("proposal"),
+  proposal: signedProposalSchema,
+  block: compactBlockSchema,
+});
+const compactMessageSchema = union("type", [compactProposalSchema, voteMessageSchema]);
+type CompactBlock = Omit<Block<SignedTx>, "txs"> & { txs: Uint8Array[] };
+type CompactMessage =
+  | { v: 1; type: "vote"; vote: unknown }
+  | { v: 1; type: "proposal"; proposal: unknown; block: CompactBlock };
+const compactMessageCodec = defineMessage<CompactMessage>(
+  "consensus",
+  compactMessageSchema as never,
+  MAX_CONSENSUS_MESSAGE_BYTES,
+);
+export const compactBlockCodec = defineMessage<CompactBlock>(
+  "compactBlock",
+  compactBlockSchema as never,
+  MAX_CONSENSUS_MESSAGE_BYTES,
+);
+
+export function toCompactBlock(block: Block<SignedTx>): CompactBlock {
+  return { ...block, txs: block.txs.map((tx) => txInfo(tx).bytes) };
+}
+
+/** The block of a compact one: transactions `known` holds are taken from it, the others decoded. */
+export function fromCompactBlock(
+  block: CompactBlock,
+  known?: (id: string) => SignedTx | undefined,
+): Block<SignedTx> {
+  return { ...block, txs: block.txs.map((b) => txFromBytes(b, known)) };
+}
 
 /** Why a gossiped message was rejected (its relayer is penalised). */
 export class GossipRejection extends DeepshardError<"INVALID_MESSAGE"> {
@@ -48,6 +109,8 @@ export interface Libp2pTransportOptions {
   syncTimeoutMs?: number | undefined;
   /** Called when publishing fails (nobody subscribed yet is not a failure). */
   onError?: ((err: unknown) => void) | undefined;
+  /** Transactions this node holds already, by id (its mempool): proposals reuse them. */
+  knownTx?: ((id: string) => SignedTx | undefined) | undefined;
 }
 
 /** Bytes a sync response keeps free for its envelope. */
@@ -103,7 +166,10 @@ export class Libp2pTransport implements ConsensusTransport<SignedTx> {
 
   /** Decodes and authenticates a gossiped consensus message; throws a typed error (a reject) otherwise. */
   private check(data: Uint8Array): Message {
-    const message = decodeConsensusMessage(data) as Message;
+    const wire = compactMessageCodec.decode(data);
+    const message = (
+      wire.type === "proposal" ? { ...wire, block: fromCompactBlock(wire.block, this.options.knownTx) } : wire
+    ) as Message;
     const signed = message.type === "vote" ? message.vote : message.proposal;
     if (signed.payload.chainId !== this.options.chainId) {
       throw new GossipRejection("INVALID_MESSAGE", "a consensus message for another chain");
@@ -117,7 +183,11 @@ export class Libp2pTransport implements ConsensusTransport<SignedTx> {
   broadcast(message: Message): void {
     let bytes: Uint8Array;
     try {
-      bytes = encodeConsensusMessage(message as ProtocolConsensusMessage);
+      bytes = compactMessageCodec.encode(
+        (message.type === "proposal"
+          ? { ...message, block: toCompactBlock(message.block) }
+          : message) as CompactMessage,
+      );
     } catch (err) {
       this.options.onError?.(err);
       return;

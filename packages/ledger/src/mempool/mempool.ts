@@ -148,6 +148,11 @@ export class Mempool implements TxSource<SignedTx> {
     return this.entries.get(Buffer.from(hash).toString("hex"))?.tx;
   }
 
+  /** The pooled transaction with this id (lower-case hex hash), if any. */
+  getById(id: string): SignedTx | undefined {
+    return this.entries.get(id)?.tx;
+  }
+
   /** The nonce that follows the sender's committed and contiguously pooled transactions. */
   nextNonce(sender: Uint8Array): bigint {
     let nonce = this.app.committedNonce(sender) + 1n;

@@ -6,15 +6,7 @@
  * genesis and every height's state root checked; the replay also rebuilds the validator sets, with
  * their proposer priorities, that consensus needs to resume at the next height.
  */
-import {
-  decodeBlock,
-  decodeCommit,
-  encodeBlock,
-  encodeCommit,
-  merkleRoot,
-  type Block as ProtocolBlock,
-  type SignedTx,
-} from "@deepshard/protocol";
+import { decodeCommit, encodeCommit, merkleRoot, type SignedTx } from "@deepshard/protocol";
 import type {
   AppInfo,
   ConsensusApp,
@@ -25,6 +17,7 @@ import type {
 } from "../consensus/app.ts";
 import type { Block, BlockHashing, SyncedBlock } from "../consensus/block.ts";
 import { signedTxBlockHashing } from "../consensus/encoding.ts";
+import { compactBlockCodec, fromCompactBlock, toCompactBlock } from "../consensus/libp2p-transport.ts";
 import type { ResumePoint } from "../consensus/node.ts";
 import type { BlockStore } from "../consensus/store.ts";
 import { ValidatorSet, type ValidatorUpdate } from "../consensus/validators.ts";
@@ -78,9 +71,10 @@ function blockInput(block: Block<SignedTx>, hash: Uint8Array): BlockInput {
   };
 }
 
+/** A stored block: the compact block (transactions as their bytes, encoded once already) and its commit. */
 function encodeStored(entry: SyncedBlock<SignedTx>): Uint8Array {
   return encodeEntry({
-    block: encodeBlock(entry.block as ProtocolBlock),
+    block: compactBlockCodec.encode(toCompactBlock(entry.block)),
     commit: encodeCommit(entry.commit),
   });
 }
@@ -88,7 +82,7 @@ function encodeStored(entry: SyncedBlock<SignedTx>): Uint8Array {
 function decodeStored(bytes: Uint8Array): SyncedBlock<SignedTx> {
   const raw = decodeEntry(bytes) as { block: Uint8Array; commit: Uint8Array };
   return {
-    block: decodeBlock(raw.block) as Block<SignedTx>,
+    block: fromCompactBlock(compactBlockCodec.decode(raw.block)),
     commit: decodeCommit(raw.commit),
   };
 }

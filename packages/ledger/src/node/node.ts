@@ -50,6 +50,7 @@ export interface NodeOptions {
   timeouts?: TimeoutConfig | undefined;
   /** How often a validator re-sends its votes of the current height. Default 1000 ms. */
   gossipIntervalMs?: number | undefined;
+  /** Transactions per block; small enough that a height's work fits the consensus timeouts. Default 2000. */
   maxBlockTxs?: number | undefined;
   /** Bytes of transactions per block (gossip frames are limited to 4 MiB). Default 1 MiB. */
   maxBlockBytes?: number | undefined;
@@ -144,11 +145,13 @@ export class LedgerNode {
           chainId: genesis.chainId,
           latestHeight: () => chain.height,
           onError,
+          knownTx: (id) => mempool.getById(id),
         });
         txGossip = new TxGossip({
           host,
           topic: gossipTopic(genesis.chainId, "txs"),
           signatures,
+          known: (id) => mempool.getById(id),
           flushIntervalMs: options.txBatch?.flushIntervalMs,
           maxBatchTxs: options.txBatch?.maxBatchTxs,
           onError,
@@ -173,7 +176,7 @@ export class LedgerNode {
         timeouts: options.timeouts,
         commitTimeoutMs: options.blockIntervalMs ?? 1000,
         gossipIntervalMs: options.gossipIntervalMs,
-        maxBlockTxs: Math.min(options.maxBlockTxs ?? 5000, genesis.params.maxTxsPerBlock),
+        maxBlockTxs: Math.min(options.maxBlockTxs ?? 2000, genesis.params.maxTxsPerBlock),
       });
       const node = new LedgerNode({
         chain,

@@ -7,19 +7,19 @@
  */
 import {
   array,
+  bytes,
   DeepshardError,
   defineMessage,
   literal,
   MAX_TX_BYTES,
   PROTOCOL_VERSION,
   type SignedTx,
-  signedTxSchema,
   struct,
   version,
 } from "@deepshard/protocol";
 import type { GossipVerdict, Host } from "@deepshard/protocol/host";
 import type { SignatureCache } from "../mempool/signatures.ts";
-import { txInfo } from "../mempool/tx-info.ts";
+import { txFromBytes, txInfo } from "../mempool/tx-info.ts";
 
 export const MAX_TX_BATCH = 1024;
 /** Gossipsub frames are limited to 4 MiB; a batch stays well below. */
@@ -28,12 +28,13 @@ export const MAX_TX_BATCH_BYTES = 1024 * 1024;
 export const txBatchSchema = struct({
   v: version(PROTOCOL_VERSION),
   type: literal("txs"),
-  txs: array(signedTxSchema, { max: MAX_TX_BATCH }),
+  /** Canonical transaction encodings: a receiver hashes them, and decodes only those it lacks. */
+  txs: array(bytes({ max: MAX_TX_BYTES }), { max: MAX_TX_BATCH }),
 });
 export interface TxBatch {
   v: 1;
   type: "txs";
-  txs: SignedTx[];
+  txs: Uint8Array[];
 }
 export const txBatchCodec = defineMessage<TxBatch>(
   "txBatch",
@@ -49,10 +50,18 @@ export interface TxGossipOptions {
   host: Host;
   topic: string;
   signatures: SignatureCache;
+  /** Transactions this node holds already, by id: not decoded again. */
+  known?: ((id: string) => SignedTx | undefined) | undefined;
   /** A batch leaves at most this long after its first transaction. */
   flushIntervalMs?: number | undefined;
   /** A batch leaves at once when it holds this many transactions. */
   maxBatchTxs?: number | undefined;
+  /**
+   * Load shedding: while this many received transactions wait for their signature checks, further
+   * batches are ignored (dropped here, not forwarded, nobody penalised), so that consensus messages
+   * are not starved by transaction gossip at saturation. Their senders' nodes still propose them.
+   */
+  maxPendingTxs?: number | undefined;
   onError?: ((err: unknown) => void) | undefined;
 }
 
@@ -63,8 +72,9 @@ export class TxGossip {
   private queueBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
-  /** Batches published and received, for tests and metrics. */
-  readonly stats = { published: 0, received: 0 };
+  private pending = 0;
+  /** Batches published, received and shed, for tests and metrics. */
+  readonly stats = { published: 0, received: 0, shed: 0 };
 
   constructor(options: TxGossipOptions) {
     this.options = options;
@@ -75,15 +85,27 @@ export class TxGossip {
     this.unsubscribe = this.options.host.subscribe(
       this.options.topic,
       async (data): Promise<GossipVerdict> => {
-        const { txs } = txBatchCodec.decode(data);
-        const valid = await this.options.signatures.verifyAll(txs);
+        if (this.pending >= (this.options.maxPendingTxs ?? 2048)) {
+          this.stats.shed++;
+          return "ignore";
+        }
+        const txs = txBatchCodec.decode(data).txs.map((b) => txFromBytes(b, this.options.known));
+        this.pending += txs.length;
+        let valid: boolean[];
+        try {
+          valid = await this.options.signatures.verifyAll(txs);
+        } finally {
+          this.pending -= txs.length;
+        }
         if (!valid.every(Boolean))
           throw new TxGossipError("INVALID_SIGNATURE", "a batched transaction is forged");
         this.decoded.set(data, txs);
         return "accept";
       },
       (data) => {
-        const txs = this.decoded.get(data) ?? txBatchCodec.decode(data).txs;
+        const txs =
+          this.decoded.get(data) ??
+          txBatchCodec.decode(data).txs.map((b) => txFromBytes(b, this.options.known));
         this.stats.received++;
         handler(txs);
       },
@@ -104,7 +126,7 @@ export class TxGossip {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.queue.length === 0) return;
-    const batch: TxBatch = { v: 1, type: "txs", txs: this.queue };
+    const batch: TxBatch = { v: 1, type: "txs", txs: this.queue.map((tx) => txInfo(tx).bytes) };
     this.queue = [];
     this.queueBytes = 0;
     let bytes: Uint8Array;
