@@ -7,7 +7,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { publicKeyFromPeerId } from "@deepshard/protocol";
+import {
+  blobProtocol,
+  publicKeyFromPeerId,
+  weightsProtocol,
+  weightsRequestCodec,
+  weightsResponseCodec,
+} from "@deepshard/protocol";
 import { createHost, type Host, HostError } from "@deepshard/protocol/host";
 import {
   ChunkedWeights,
@@ -26,13 +32,9 @@ import {
   BlobService,
   type BlobServiceOptions,
   BlobStore,
-  blobProtocol,
   type ChunkFailure,
   ChunkStore,
   type FetchProgress,
-  weightsProtocol,
-  weightsRequestCodec,
-  weightsResponseCodec,
 } from "../src/node/blobs/index.ts";
 
 const CHAIN = "blobs-test";

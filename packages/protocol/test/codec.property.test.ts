@@ -34,6 +34,10 @@ import {
   type TxPayload,
   txCodec,
   U64_MAX,
+  type WeightsRequest,
+  type WeightsResponse,
+  weightsRequestCodec,
+  weightsResponseCodec,
 } from "../src/index.ts";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);
@@ -201,11 +205,16 @@ const consensusMessage: fc.Arbitrary<ConsensusMessage> = fc.oneof(
 const blobRequest: fc.Arbitrary<BlobRequest> = record({
   v: fc.constant(1 as const),
   type: fc.constant("blob.request" as const),
-  kind: fc.constantFrom("data" as const, "weights" as const),
   hash,
   offset: uint,
   length: fc.integer({ min: 1, max: 1 << 20 }),
 });
+const blobErrorReason = fc.constantFrom(
+  "not_found" as const,
+  "no_license" as const,
+  "bad_range" as const,
+  "busy" as const,
+);
 const blobResponse: fc.Arbitrary<BlobResponse> = fc.oneof(
   record({
     v: fc.constant(1 as const),
@@ -219,12 +228,54 @@ const blobResponse: fc.Arbitrary<BlobResponse> = fc.oneof(
     v: fc.constant(1 as const),
     type: fc.constant("blob.error" as const),
     hash,
-    reason: fc.constantFrom(
-      "not_found" as const,
-      "no_license" as const,
-      "bad_range" as const,
-      "busy" as const,
+    reason: blobErrorReason,
+  }),
+);
+const chunkIndex = fc.oneof(fc.nat(30), fc.nat((1 << 24) - 1));
+const weightsRequest: fc.Arbitrary<WeightsRequest> = fc.oneof(
+  record({
+    v: fc.constant(1 as const),
+    type: fc.constant("weights.chunk.request" as const),
+    weightsId: hash,
+    index: chunkIndex,
+  }),
+  record({
+    v: fc.constant(1 as const),
+    type: fc.constant("weights.manifest.request" as const),
+    weightsId: hash,
+  }),
+);
+const weightsResponse: fc.Arbitrary<WeightsResponse> = fc.oneof(
+  record({
+    v: fc.constant(1 as const),
+    type: fc.constant("weights.chunk" as const),
+    weightsId: hash,
+    index: chunkIndex,
+    data: fc.uint8Array({ maxLength: 300 }),
+    proof: fc.array(hash, { maxLength: 24 }),
+  }),
+  record({
+    v: fc.constant(1 as const),
+    type: fc.constant("weights.manifest" as const),
+    weightsId: hash,
+    chunkSize: fc.oneof(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 16 << 20 })),
+    chunkCount: fc.oneof(fc.nat(30), fc.nat(1 << 24)),
+    totalSize: uint,
+    files: fc.array(
+      record({
+        name: fc.string({ unit: "binary", minLength: 1, maxLength: 60 }),
+        size: uint,
+        firstChunk: uint,
+        chunkCount: uint,
+      }),
+      { minLength: 1, maxLength: 4 },
     ),
+  }),
+  record({
+    v: fc.constant(1 as const),
+    type: fc.constant("weights.error" as const),
+    weightsId: hash,
+    reason: blobErrorReason,
   }),
 );
 const syncRequest: fc.Arbitrary<SyncRequest> = record({
@@ -251,6 +302,8 @@ const cases: Case[] = [
   ["consensus message", consensusCodec as MessageCodec<never>, consensusMessage],
   ["blob request", blobRequestCodec as MessageCodec<never>, blobRequest],
   ["blob response", blobResponseCodec as MessageCodec<never>, blobResponse],
+  ["weights request", weightsRequestCodec as MessageCodec<never>, weightsRequest],
+  ["weights response", weightsResponseCodec as MessageCodec<never>, weightsResponse],
   ["sync request", syncRequestCodec as MessageCodec<never>, syncRequest],
   ["sync response", syncResponseCodec as MessageCodec<never>, syncResponse],
 ];
@@ -371,7 +424,13 @@ describe("random input", () => {
 
   it("that starts like a map of text keys fails only with CodecError", () => {
     // Random bytes rarely get past the first head; these reach the schemas.
-    const codecs = [txCodec, blockCodec, blobRequestCodec, syncRequestCodec] as MessageCodec<never>[];
+    const codecs = [
+      txCodec,
+      blockCodec,
+      blobRequestCodec,
+      syncRequestCodec,
+      weightsRequestCodec,
+    ] as MessageCodec<never>[];
     fc.assert(
       fc.property(fc.nat(6), fc.uint8Array({ maxLength: 128 }), (n, rest) => {
         const bytes = Uint8Array.of(0xa0 + n, 0x61, 0x76, 0x01, ...rest);

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { encode as cborgEncode, Token, Type } from "cborg";
 import { describe, expect, it } from "vitest";
@@ -22,12 +23,19 @@ import {
   type Header,
   headerCodec,
   headerHash,
+  MAX_CHUNK_COUNT,
   MAX_COMMIT_SIGNATURES,
+  MAX_MANIFEST_FILES,
   MAX_METADATA_BYTES,
+  MAX_PROOF_HASHES,
   MAX_REASONS,
   MAX_SEGMENT_WEIGHTS,
+  MAX_TRANSFER_CHUNK_BYTES,
   MAX_TX_BYTES,
   MAX_VERDICTS,
+  MAX_WEIGHTS_MANIFEST_BYTES,
+  MAX_WEIGHTS_REQUEST_BYTES,
+  MAX_WEIGHTS_RESPONSE_BYTES,
   type MessageCodec,
   type Prevote,
   SIGNING_DOMAIN,
@@ -41,6 +49,12 @@ import {
   txCodec,
   txHash,
   U64_MAX,
+  type WeightsChunk,
+  type WeightsManifest,
+  type WeightsResponse,
+  weightsProtocol,
+  weightsRequestCodec,
+  weightsResponseCodec,
 } from "../src/index.ts";
 
 const fill = (n: number, byte: number) => new Uint8Array(n).fill(byte);
@@ -167,7 +181,7 @@ const examples: [string, MessageCodec<never>, unknown][] = [
   [
     "blob request",
     blobRequestCodec as MessageCodec<never>,
-    { v: 1, type: "blob.request", kind: "weights", hash: key(8), offset: 1 << 20, length: 1 << 20 },
+    { v: 1, type: "blob.request", hash: key(8), offset: 1 << 20, length: 1 << 20 },
   ],
   [
     "blob chunk",
@@ -178,6 +192,49 @@ const examples: [string, MessageCodec<never>, unknown][] = [
     "blob error",
     blobResponseCodec as MessageCodec<never>,
     { v: 1, type: "blob.error", hash: key(8), reason: "no_license" },
+  ],
+  [
+    "weights chunk request",
+    weightsRequestCodec as MessageCodec<never>,
+    { v: 1, type: "weights.chunk.request", weightsId: key(8), index: 7 },
+  ],
+  [
+    "weights manifest request",
+    weightsRequestCodec as MessageCodec<never>,
+    { v: 1, type: "weights.manifest.request", weightsId: key(8) },
+  ],
+  [
+    "weights chunk",
+    weightsResponseCodec as MessageCodec<never>,
+    {
+      v: 1,
+      type: "weights.chunk",
+      weightsId: key(8),
+      index: 2,
+      data: Uint8Array.of(1, 2, 3),
+      proof: [key(3), key(4)],
+    },
+  ],
+  [
+    "weights manifest",
+    weightsResponseCodec as MessageCodec<never>,
+    {
+      v: 1,
+      type: "weights.manifest",
+      weightsId: key(8),
+      chunkSize: 1 << 20,
+      chunkCount: 3,
+      totalSize: 2_500_000,
+      files: [
+        { name: "config.json", size: 400, firstChunk: 0, chunkCount: 1 },
+        { name: "model.safetensors", size: 2_499_600, firstChunk: 1, chunkCount: 2 },
+      ],
+    },
+  ],
+  [
+    "weights error",
+    weightsResponseCodec as MessageCodec<never>,
+    { v: 1, type: "weights.error", weightsId: key(8), reason: "busy" },
   ],
   [
     "sync request",
@@ -487,14 +544,14 @@ describe("blob and sync messages", () => {
     const over = { ...chunk, data: new Uint8Array(BLOB_CHUNK_MAX + 1) };
     expect(codecError(() => blobResponseCodec.encode(over), "TOO_LARGE").path).toBe("blobResponse.data");
     codecError(() => blobResponseCodec.decode(encode(over)), "TOO_LARGE");
-    const request = { v: 1, type: "blob.request", kind: "data", hash: key(1), offset: 0 } as const;
+    const request = { v: 1, type: "blob.request", hash: key(1), offset: 0 } as const;
     codecError(() => blobRequestCodec.encode({ ...request, length: BLOB_CHUNK_MAX + 1 }), "OUT_OF_RANGE");
     codecError(() => blobRequestCodec.encode({ ...request, length: 0 }), "OUT_OF_RANGE");
   });
 
-  it("reject unknown kinds, reasons and oversized sync requests", () => {
-    const request = { v: 1, type: "blob.request", kind: "model", hash: key(1), offset: 0, length: 1 };
-    codecError(() => blobRequestCodec.decode(encode(request)), "WRONG_TYPE");
+  it("reject a kind (blobs are data by hash), unknown reasons and oversized sync requests", () => {
+    const request = { v: 1, type: "blob.request", kind: "data", hash: key(1), offset: 0, length: 1 };
+    codecError(() => blobRequestCodec.decode(encode(request)), "UNKNOWN_KEY");
     codecError(
       () => blobResponseCodec.decode(encode({ v: 1, type: "blob.error", hash: key(1), reason: "nope" })),
       "WRONG_TYPE",
@@ -506,6 +563,112 @@ describe("blob and sync messages", () => {
     const sync = { v: 1, type: "sync.request", fromHeight: 1, maxBlocks: 65 };
     expect(codecError(() => syncRequestCodec.decode(encode(sync)), "OUT_OF_RANGE").path).toBe(
       "syncRequest.maxBlocks",
+    );
+  });
+});
+
+describe("weights messages", () => {
+  const chunk: Omit<WeightsChunk, "data"> = {
+    v: 1,
+    type: "weights.chunk",
+    weightsId: key(1),
+    index: 0,
+    proof: [],
+  };
+
+  it("name their protocols per chain", () => {
+    expect(weightsProtocol("devnet")).toBe("/deepshard/devnet/weights/1");
+  });
+
+  describe("size limits bound the largest valid message of each type", () => {
+    const fullChunk: WeightsResponse = {
+      ...chunk,
+      index: MAX_CHUNK_COUNT - 1,
+      data: new Uint8Array(MAX_TRANSFER_CHUNK_BYTES),
+      proof: Array.from({ length: MAX_PROOF_HASHES }, (_, i) => key(i)),
+    };
+    const fullManifest: WeightsResponse = {
+      v: 1,
+      type: "weights.manifest",
+      weightsId: key(1),
+      chunkSize: MAX_TRANSFER_CHUNK_BYTES,
+      chunkCount: MAX_CHUNK_COUNT,
+      totalSize: 2 ** 53 - 1,
+      files: Array.from({ length: MAX_MANIFEST_FILES }, () => ({
+        name: `${"\u{1f600}".repeat(63)}abc`, // 255 UTF-8 bytes
+        size: 2 ** 53 - 1,
+        firstChunk: 2 ** 53 - 1,
+        chunkCount: 2 ** 53 - 1,
+      })),
+    };
+    const cases: [string, MessageCodec<never>, unknown, number][] = [
+      [
+        "chunk request",
+        weightsRequestCodec as MessageCodec<never>,
+        { v: 1, type: "weights.chunk.request", weightsId: key(1), index: MAX_CHUNK_COUNT - 1 },
+        MAX_WEIGHTS_REQUEST_BYTES,
+      ],
+      [
+        "manifest request",
+        weightsRequestCodec as MessageCodec<never>,
+        { v: 1, type: "weights.manifest.request", weightsId: key(1) },
+        MAX_WEIGHTS_REQUEST_BYTES,
+      ],
+      ["chunk", weightsResponseCodec as MessageCodec<never>, fullChunk, MAX_WEIGHTS_RESPONSE_BYTES],
+      ["manifest", weightsResponseCodec as MessageCodec<never>, fullManifest, MAX_WEIGHTS_MANIFEST_BYTES],
+      [
+        "error",
+        weightsResponseCodec as MessageCodec<never>,
+        { v: 1, type: "weights.error", weightsId: key(1), reason: "no_license" },
+        MAX_WEIGHTS_RESPONSE_BYTES,
+      ],
+    ];
+    for (const [name, codec, value, limit] of cases) {
+      it(name, () => {
+        const bytes = codec.encode(value as never);
+        expect(bytes.length).toBeLessThanOrEqual(limit);
+        // Not toEqual: it walks a 16 MiB array element by element and runs out of memory.
+        expect(isDeepStrictEqual(codec.decode(bytes), value)).toBe(true);
+      });
+    }
+  });
+
+  it("refuse an index, chunk size, proof or file list beyond its limit", () => {
+    const request = {
+      v: 1,
+      type: "weights.chunk.request",
+      weightsId: key(1),
+      index: MAX_CHUNK_COUNT,
+    } as const;
+    expect(codecError(() => weightsRequestCodec.encode(request), "OUT_OF_RANGE").path).toBe(
+      "weightsRequest.index",
+    );
+    const data = new Uint8Array(MAX_TRANSFER_CHUNK_BYTES + 1);
+    codecError(() => weightsResponseCodec.encode({ ...chunk, data }), "TOO_LARGE");
+    const proof = Array.from({ length: MAX_PROOF_HASHES + 1 }, () => key(2));
+    codecError(() => weightsResponseCodec.encode({ ...chunk, data: new Uint8Array(1), proof }), "TOO_LARGE");
+    codecError(
+      () => weightsResponseCodec.decode(new Uint8Array(weightsResponseCodec.maxBytes + 1)),
+      "TOO_LARGE",
+    );
+    const manifest: WeightsManifest = {
+      v: 1,
+      type: "weights.manifest",
+      weightsId: key(1),
+      chunkSize: 1,
+      chunkCount: 0,
+      totalSize: 0,
+      files: [],
+    };
+    codecError(() => weightsResponseCodec.encode(manifest), "OUT_OF_RANGE");
+    const file = { name: "a", size: 0, firstChunk: 0, chunkCount: 0 };
+    codecError(
+      () => weightsResponseCodec.encode({ ...manifest, files: [file], chunkSize: 0 }),
+      "OUT_OF_RANGE",
+    );
+    codecError(
+      () => weightsResponseCodec.encode({ ...manifest, files: [{ ...file, name: "n".repeat(256) }] }),
+      "TOO_LARGE",
     );
   });
 });

@@ -9,6 +9,7 @@ import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import {
   DeepshardError,
+  MAX_CHUNK_COUNT,
   MerkleBuilder,
   merkleLeafHash,
   merkleNodeHash,
@@ -17,8 +18,8 @@ import {
 import { type Checkpoint, INDEX_FILE, openCheckpoint, SINGLE_FILE } from "./safetensors.ts";
 
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
-/** Bounds on manifests from peers: 16 Mi chunks of at most 1 GiB (16 TiB at the default chunk size). */
-export const MAX_CHUNK_COUNT = 1 << 24;
+/** Bounds on manifests from peers: 16 Mi chunks (the wire's limit) of at most 1 GiB. */
+export { MAX_CHUNK_COUNT };
 export const MAX_CHUNK_SIZE = 1 << 30;
 
 export type ShardErrorCode =

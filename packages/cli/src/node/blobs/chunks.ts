@@ -7,6 +7,7 @@
  */
 import { mkdir, open, readFile, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { MAX_PROOF_HASHES, MAX_TRANSFER_CHUNK_BYTES } from "@deepshard/protocol";
 import {
   type ChunkedWeights,
   chunkLocation,
@@ -28,13 +29,6 @@ import {
 
 const MANIFEST_FILE = "manifest.json";
 const PROOF_SUFFIX = ".proof";
-/** A Merkle audit path over at most 2^24 chunks (tensor's MAX_CHUNK_COUNT) has at most 24 hashes. */
-export const MAX_PROOF_HASHES = 64;
-/**
- * Chunks above this size are not stored or transferred: one chunk travels in one reply, and a reply
- * is held in memory whole. Weights cut with tensor's default (1 MiB) are well below.
- */
-export const MAX_TRANSFER_CHUNK_BYTES = 16 << 20;
 
 export interface StoredChunk {
   index: number;

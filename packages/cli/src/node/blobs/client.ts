@@ -10,10 +10,20 @@
 import { createHash } from "node:crypto";
 import {
   BLOB_CHUNK_MAX,
+  blobProtocol,
   blobRequestCodec,
   blobResponseCodec,
   DeepshardError,
   MAX_BLOB_RESPONSE_BYTES,
+  MAX_TRANSFER_CHUNK_BYTES,
+  MAX_WEIGHTS_MANIFEST_BYTES,
+  WEIGHTS_CHUNK_OVERHEAD,
+  type WeightsChunk,
+  type WeightsRequest,
+  type WeightsResponse,
+  weightsProtocol,
+  weightsRequestCodec,
+  weightsResponseCodec,
 } from "@deepshard/protocol";
 import {
   type Host,
@@ -29,20 +39,9 @@ import {
   validateManifest,
   verifyChunk,
 } from "@deepshard/tensor";
-import { type ChunkStore, MAX_TRANSFER_CHUNK_BYTES } from "./chunks.ts";
+import type { ChunkStore } from "./chunks.ts";
 import { BlobError, type BlobErrorCode } from "./errors.ts";
 import { hashHex, hexToBytes } from "./files.ts";
-import {
-  blobProtocol,
-  CHUNK_REPLY_OVERHEAD,
-  type ChunkReply,
-  MAX_MANIFEST_REPLY_BYTES,
-  type WeightsRequest,
-  type WeightsResponse,
-  weightsProtocol,
-  weightsRequestCodec,
-  weightsResponseCodec,
-} from "./messages.ts";
 import type { BlobInfo, BlobStore } from "./store.ts";
 
 export interface BlobClientOptions {
@@ -315,7 +314,6 @@ export class BlobClient {
     const body = blobRequestCodec.encode({
       v: 1,
       type: "blob.request",
-      kind: "data",
       hash: hexToBytes(hex),
       offset,
       length,
@@ -376,7 +374,7 @@ export class BlobClient {
         const reply = await this.#weightsRequest(
           peer,
           { v: 1, type: "weights.manifest.request", weightsId: hexToBytes(id) },
-          MAX_MANIFEST_REPLY_BYTES,
+          MAX_WEIGHTS_MANIFEST_BYTES,
           `the manifest of weights ${id}`,
           id,
           options.signal,
@@ -612,13 +610,13 @@ export class BlobClient {
     manifest: ShardManifest,
     index: number,
     signal: AbortSignal,
-  ): Promise<ChunkReply> {
+  ): Promise<WeightsChunk> {
     const id = manifest.weightsId;
     const key = peerKey(peer);
     const reply = await this.#weightsRequest(
       peer,
       { v: 1, type: "weights.chunk.request", weightsId: hexToBytes(id), index },
-      manifest.chunkSize + CHUNK_REPLY_OVERHEAD,
+      manifest.chunkSize + WEIGHTS_CHUNK_OVERHEAD,
       `chunk ${index} of weights ${id}`,
       id,
       signal,

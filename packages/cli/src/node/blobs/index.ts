@@ -1,5 +1,5 @@
 /** The layer that moves bytes between nodes: stores for blobs and weight chunks, their service, the fetcher. */
-export { ChunkStore, MAX_PROOF_HASHES, MAX_TRANSFER_CHUNK_BYTES, type StoredChunk } from "./chunks.ts";
+export { ChunkStore, type StoredChunk } from "./chunks.ts";
 export {
   BlobClient,
   type BlobClientOptions,
@@ -14,7 +14,6 @@ export {
 } from "./client.ts";
 export { BlobError, type BlobErrorCode } from "./errors.ts";
 export { hashHex } from "./files.ts";
-export * from "./messages.ts";
 export {
   BlobService,
   type BlobServiceOptions,

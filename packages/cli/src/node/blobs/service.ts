@@ -8,26 +8,24 @@
 import {
   BLOB_CHUNK_MAX,
   type BlobResponse,
+  blobProtocol,
   blobRequestCodec,
   blobResponseCodec,
   CodecError,
   MAX_BLOB_REQUEST_BYTES,
   MAX_BLOB_RESPONSE_BYTES,
+  MAX_WEIGHTS_REQUEST_BYTES,
+  MAX_WEIGHTS_RESPONSE_BYTES,
   publicKeyFromPeerId,
+  type WeightsResponse,
+  weightsProtocol,
+  weightsRequestCodec,
+  weightsResponseCodec,
 } from "@deepshard/protocol";
 import { type Host, type HostLogger, type RequestContext, silentLogger } from "@deepshard/protocol/host";
 import type { ChunkStore } from "./chunks.ts";
 import { BlobError } from "./errors.ts";
 import { hashHex, hexToBytes } from "./files.ts";
-import {
-  blobProtocol,
-  MAX_WEIGHTS_REQUEST_BYTES,
-  MAX_WEIGHTS_RESPONSE_BYTES,
-  type WeightsResponse,
-  weightsProtocol,
-  weightsRequestCodec,
-  weightsResponseCodec,
-} from "./messages.ts";
 import type { BlobStore } from "./store.ts";
 
 /**
@@ -154,13 +152,6 @@ export class BlobService {
       const reply: BlobResponse = { v: 1, type: "blob.error", hash: req.hash, reason };
       return blobResponseCodec.encode(reply);
     };
-    if (req.kind !== "data") {
-      this.stats.badRequests++;
-      throw new BlobError(
-        "BAD_REQUEST",
-        `this protocol serves data blobs; weight chunks are on ${weightsProtocol(this.#options.chainId)}`,
-      );
-    }
     const size = blobs.size(req.hash);
     if (size === undefined) return refuse("not_found");
     if (req.offset > size) return refuse("bad_range");
