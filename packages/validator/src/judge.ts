@@ -12,7 +12,10 @@ import {
   modelFeatures,
   weightDistance2,
 } from "./fingerprint.ts";
-import { average, pairs } from "./stats.ts";
+import { average, median, pairs } from "./stats.ts";
+
+/** How much the submissions may widen the references' band (see judgeRound). */
+export const MAX_WIDENING = 1.5;
 
 export const REASON_CODES = [
   "replay_mismatch",
@@ -57,7 +60,7 @@ export interface VerdictThresholds {
 export const DEFAULT_THRESHOLDS: VerdictThresholds = {
   unchanged: 0.01,
   shortUpdate: 0.88,
-  tooFar: 1.8,
+  tooFar: 2.5,
   predictionsDiverge: 1.25,
   improvement: 0.9,
   membershipGap: 0.25,
@@ -100,8 +103,12 @@ export interface RoundJudgement {
   verdicts: Verdict[];
   /** Pairs of submissions closer than the copy threshold. */
   closePairs: { a: string; b: string; ratio: number }[];
-  /** The reference band: average squared weight and average JS distance between references. */
+  /**
+   * The band the ratios divide by (mean squared weight distance, mean JS distance between honest
+   * models), and the references' own estimate of it.
+   */
   band: { weights2: number; js: number };
+  referenceBand: { weights2: number; js: number };
 }
 
 export interface JudgeInput {
@@ -132,9 +139,22 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   if (ids.size !== input.submissions.length)
     throw new ValidatorError("INPUT_INVALID", "submission ids must be unique");
 
-  const band = {
+  const referenceBand = {
     weights2: average(pairs(references).map(([a, b]) => weightDistance2(a, b))),
     js: average(pairs(references).map(([a, b]) => jsDistance(a, b))),
+  };
+  const subs = input.submissions;
+  const toRefs2 = subs.map((s) => average(references.map((r) => weightDistance2(s.fingerprint, r))));
+  const toRefsJs = subs.map((s) => average(references.map((r) => jsDistance(s.fingerprint, r))));
+  // With few references the band rests on few pairs and may come out narrow by chance, which would
+  // reject honest models. An honest submission is as far from a reference as two references are
+  // from each other, so the submissions' median distance to the references may widen the band, by
+  // at most MAX_WIDENING: submitters can loosen the band that little, and can never tighten it.
+  const widen = (ref: number, median: number) =>
+    ref * Math.min(MAX_WIDENING, Math.max(1, ref > 0 ? median / ref : 1));
+  const band = {
+    weights2: widen(referenceBand.weights2, median(toRefs2)),
+    js: widen(referenceBand.js, median(toRefsJs)),
   };
   const refFeatures = references.map((r) => modelFeatures(r, base));
   const refImprovement = average(refFeatures.map((f) => f.improvement.batch));
@@ -156,10 +176,8 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   // model's projection on it is about 1 − band/(2k‖ū‖²) rather than 1: progress is divided by that.
   const honestProgress = Math.max(0.05, 1 - band.weights2 / (2 * references.length * updateNorm2));
 
-  const subs = input.submissions;
   const farOf = new Map<string, number>();
-  for (const s of subs)
-    farOf.set(s.id, average(references.map((r) => weightDistance2(s.fingerprint, r))) / band.weights2);
+  for (const [i, s] of subs.entries()) farOf.set(s.id, toRefs2[i]! / band.weights2);
 
   const nearest = new Map<string, { id: string; ratio: number }>();
   const closePairs: RoundJudgement["closePairs"] = [];
@@ -185,14 +203,14 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     }
   }
 
-  const verdicts = subs.map((s): Verdict => {
+  const verdicts = subs.map((s, index): Verdict => {
     const fp = s.fingerprint;
     const f = modelFeatures(fp, base);
     let dot = 0;
     for (let i = 0; i < n; i++) dot += (fp.weights[i]! - base.weights[i]!) * update[i]!;
     const progress = updateNorm2 > 0 ? dot / updateNorm2 / honestProgress : 0;
     const farRatio = farOf.get(s.id)!;
-    const jsRatio = band.js > 0 ? average(references.map((r) => jsDistance(fp, r))) / band.js : 0;
+    const jsRatio = band.js > 0 ? toRefsJs[index]! / band.js : 0;
     const improvementRatio = refImprovement !== 0 ? f.improvement.batch / refImprovement : 1;
     const membershipGapRatio = gapIsClear ? f.membershipGap / refGap : undefined;
     const near = nearest.get(s.id);
@@ -235,5 +253,5 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     const reasons = checks.filter((c) => c.badness > 1);
     return { id: s.id, accept: reasons.length === 0, reasons, score: checks[0]!.badness, report };
   });
-  return { verdicts, closePairs, band };
+  return { verdicts, closePairs, band, referenceBand };
 }

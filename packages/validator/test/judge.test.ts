@@ -14,7 +14,13 @@ import {
 } from "@deepshard/tensor";
 import { beforeAll, describe, expect, it } from "vitest";
 import { drawProbes, type Fingerprint, fingerprint, jsDistance, type ProbeSets } from "../src/fingerprint.ts";
-import { judgeRound, type ModelSubmission, type RoundJudgement } from "../src/judge.ts";
+import {
+  DEFAULT_THRESHOLDS,
+  judgeRound,
+  MAX_WIDENING,
+  type ModelSubmission,
+  type RoundJudgement,
+} from "../src/judge.ts";
 import { toTrainerVerdict, trainingVerdicts } from "../src/verdict.ts";
 
 const VOCAB = 40;
@@ -94,7 +100,7 @@ beforeAll(async () => {
   add("unchanged", fp(modelFromWeights(base.config, readWeights(base))));
   add("other-data", fp(await trained(randomSeqs(16, "other"), "other")));
   add("short", fp(await trained(batch, "short", 2)));
-  add("noise", fp(shifted(await trained(batch, "noisy"), 0.1, "noise")));
+  add("noise", fp(shifted(await trained(batch, "noisy"), 0.2, "noise")));
   add("replay", fp(await trained(batch, "replayed")), { ok: false });
   judged = judgeRound({ base: baseFp, references, submissions: subs });
 });
@@ -126,7 +132,7 @@ describe("judgeRound", () => {
   it("rejects models too far from the references", () => {
     const noise = judged.verdicts.find((v) => v.id === "noise")!;
     expect(noise.reasons.map((r) => r.code)).toContain("too_far");
-    expect(noise.report.farRatio).toBeGreaterThan(1.8);
+    expect(noise.report.farRatio).toBeGreaterThan(DEFAULT_THRESHOLDS.tooFar);
   });
 
   it("rejects a failed replay whatever the fingerprint says", () => {
@@ -151,6 +157,16 @@ describe("judgeRound", () => {
     expect(worst.reasons.map((r) => r.code)).toContain("predictions_diverge");
     // Identical models: zero up to float32 rounding of the stored log-probabilities.
     expect(jsDistance(baseFp, baseFp)).toBeLessThan(1e-3);
+  });
+
+  it("lets submissions widen the references' band by at most MAX_WIDENING and never narrow it", () => {
+    for (const key of ["weights2", "js"] as const) {
+      expect(judged.band[key]).toBeGreaterThanOrEqual(judged.referenceBand[key]);
+      expect(judged.band[key]).toBeLessThanOrEqual(MAX_WIDENING * judged.referenceBand[key] * (1 + 1e-12));
+    }
+    // Only far-away submissions: the band widens to the cap, no further.
+    const far = judgeRound({ base: baseFp, references, submissions: subs.filter((s) => s.id === "noise") });
+    expect(far.band.weights2).toBeCloseTo(MAX_WIDENING * far.referenceBand.weights2, 6);
   });
 
   it("needs two references and unique ids", () => {
