@@ -31,6 +31,19 @@ export function maxSpend(tx: SignedTx, state: LedgerState): bigint {
   }
 }
 
+/**
+ * Σ maxSpend over `ahead`, kept per array: the mempool passes the same growing array of a sender's
+ * ready transactions again and again, so each transaction is counted once, not once per check.
+ */
+const reservations = new WeakMap<readonly SignedTx[], { count: number; sum: bigint; state: LedgerState }>();
+function reservedBy(ahead: readonly SignedTx[], state: LedgerState): bigint {
+  let r = reservations.get(ahead);
+  if (!r || r.state !== state || r.count > ahead.length) r = { count: 0, sum: 0n, state };
+  for (; r.count < ahead.length; r.count++) r.sum += maxSpend(ahead[r.count]!, state);
+  reservations.set(ahead, r);
+  return r.sum;
+}
+
 export function ledgerMempoolApp(state: () => LedgerState, machine = new StateMachine()): MempoolApp {
   return {
     committedNonce(sender) {
@@ -45,8 +58,7 @@ export function ledgerMempoolApp(state: () => LedgerState, machine = new StateMa
       }
       const address = toHex(tx.signer);
       const account = base.tables.accounts.get(address);
-      let reserved = 0n;
-      for (const t of ahead) reserved += maxSpend(t, base);
+      const reserved = reservedBy(ahead, base);
       const balance = account?.balance ?? 0n;
       if (balance < reserved) {
         throw txError("TX_INSUFFICIENT_FUNDS", `balance ${balance} cannot pay the pooled ${reserved}`);

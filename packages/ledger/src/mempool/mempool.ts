@@ -82,6 +82,8 @@ interface Sender {
   key: Uint8Array;
   byNonce: Map<bigint, Entry>;
   bytes: number;
+  /** The ready transactions, in nonce order from the committed nonce + 1 on. */
+  ready: SignedTx[];
 }
 
 export type AddStatus = "added" | "held" | "known";
@@ -204,16 +206,8 @@ export class Mempool implements TxSource<SignedTx> {
     if (!this.signatures.verify(tx)) throw new MempoolError("TX_BAD_SIGNATURE", "the signature is invalid");
     // Ready only if every nonce below it is pooled and ready: then the application checks it on top
     // of them. Otherwise it is held, and checked when the gap closes.
-    const ahead: SignedTx[] = [];
-    let contiguous = true;
-    for (let n = committed + 1n; n < nonce; n++) {
-      const e = sender?.byNonce.get(n);
-      if (!e?.ready) {
-        contiguous = false;
-        break;
-      }
-      ahead.push(e.tx);
-    }
+    const ahead = sender?.ready ?? [];
+    const contiguous = nonce === committed + 1n + BigInt(ahead.length);
     if (contiguous) {
       try {
         this.app.checkTx(tx, ahead);
@@ -225,8 +219,11 @@ export class Mempool implements TxSource<SignedTx> {
       }
     }
     const entry: Entry = { tx, id, size, sender: senderId, nonce, ready: contiguous, addedAt: this.now() };
-    this.insert(entry);
-    if (contiguous) this.promote(senderId, nonce + 1n, [...ahead, tx]);
+    const pooled = this.insert(entry);
+    if (contiguous) {
+      pooled.ready.push(tx);
+      this.promote(pooled, nonce + 1n);
+    }
     for (const listener of this.addListeners) listener(tx);
     return contiguous ? "added" : "held";
   }
@@ -283,35 +280,35 @@ export class Mempool implements TxSource<SignedTx> {
     const committed = this.app.committedNonce(sender.key);
     for (const e of [...sender.byNonce.values()]) if (e.nonce <= committed) this.remove(e);
     for (const e of sender.byNonce.values()) e.ready = false;
-    this.promote(senderId, committed + 1n, []);
+    sender.ready = [];
+    this.promote(sender, committed + 1n);
   }
 
   /** Checks the sender's held transactions from `nonce` on while they are contiguous; drops the first that fails. */
-  private promote(senderId: string, nonce: bigint, ahead: SignedTx[]): void {
-    const sender = this.senders.get(senderId);
-    if (!sender) return;
+  private promote(sender: Sender, nonce: bigint): void {
     for (let e = sender.byNonce.get(nonce); e; e = sender.byNonce.get(++nonce)) {
       try {
-        this.app.checkTx(e.tx, ahead);
+        this.app.checkTx(e.tx, sender.ready);
       } catch {
         this.remove(e);
         return;
       }
       e.ready = true;
-      ahead.push(e.tx);
+      sender.ready.push(e.tx);
     }
   }
 
-  private insert(entry: Entry): void {
+  private insert(entry: Entry): Sender {
     let sender = this.senders.get(entry.sender);
     if (!sender) {
-      sender = { key: entry.tx.signer, byNonce: new Map(), bytes: 0 };
+      sender = { key: entry.tx.signer, byNonce: new Map(), bytes: 0, ready: [] };
       this.senders.set(entry.sender, sender);
     }
     sender.byNonce.set(entry.nonce, entry);
     sender.bytes += entry.size;
     this.entries.set(entry.id, entry);
     this.bytes += entry.size;
+    return sender;
   }
 
   private remove(entry: Entry): void {
@@ -320,6 +317,7 @@ export class Mempool implements TxSource<SignedTx> {
     const sender = this.senders.get(entry.sender)!;
     sender.byNonce.delete(entry.nonce);
     sender.bytes -= entry.size;
+    // A ready entry leaves only through a committed block, and `recheck` rebuilds that sender's list.
     if (sender.byNonce.size === 0) this.senders.delete(entry.sender);
   }
 

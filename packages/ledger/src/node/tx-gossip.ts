@@ -85,7 +85,7 @@ export class TxGossip {
     this.unsubscribe = this.options.host.subscribe(
       this.options.topic,
       async (data): Promise<GossipVerdict> => {
-        if (this.pending >= (this.options.maxPendingTxs ?? 2048)) {
+        if (this.pending >= (this.options.maxPendingTxs ?? 8192)) {
           this.stats.shed++;
           return "ignore";
         }
