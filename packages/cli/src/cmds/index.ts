@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerGenerate } from "./generate/index.ts";
+import { registerInformant } from "./informant/index.ts";
 import { registerInit } from "./init/index.ts";
 import { registerKeys } from "./keys/index.ts";
 import { registerLedger } from "./ledger/index.ts";
@@ -16,4 +17,5 @@ export const commands: Array<(program: Command) => void> = [
   registerNode,
   registerLedger,
   registerValidator,
+  registerInformant,
 ];

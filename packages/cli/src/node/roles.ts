@@ -4,6 +4,11 @@
  * config without an entry runs only what the ledger node does for it (consensus, for validators).
  */
 import type { Role } from "./config.ts";
+import { DataValidatorService, dataValidatorOptionsFromEnv } from "./roles/data-validator/index.ts";
+import { InformantService, informantOptionsFromEnv } from "./roles/informant/index.ts";
 import type { RoleFactory } from "./service.ts";
 
-export const roleFactories: Partial<Record<Role, RoleFactory>> = {};
+export const roleFactories: Partial<Record<Role, RoleFactory>> = {
+  informant: () => new InformantService(informantOptionsFromEnv()),
+  validator: () => new DataValidatorService(dataValidatorOptionsFromEnv()),
+};

@@ -1,0 +1,151 @@
+/**
+ * The informant's routes of a running node, for the CLI and for scripts:
+ *
+ *   const informant = new InformantClient("http://127.0.0.1:26680");
+ *   const blob = await buildSubmission("./notes", (await informant.status()).maxBytes);
+ *   const { submission } = await informant.submit(blob.bytes, { stake: 100n });
+ *   const outcome = await informant.waitForOutcome(submission);   // accepted, rejected, expired
+ *   await informant.close();
+ *
+ * A refusal by the node is a ClientError with the node's code (TOO_LARGE, BAD_STAKE, …).
+ */
+import { Agent, request } from "undici";
+import { ClientError } from "../../client.ts";
+import { InformantError } from "./errors.ts";
+import type { SubmissionView } from "./service.ts";
+
+export interface InformantStatus {
+  address: string;
+  maxBytes: number;
+  minStake: bigint;
+  votingWindow: number;
+  submissions: SubmissionView[];
+}
+
+export interface SubmitResult {
+  /** The data.submit transaction's hash: the submission's id on the ledger. */
+  submission: string;
+  contentHash: string;
+  size: number;
+  stake: bigint;
+}
+
+export interface WaitOptions {
+  /** Default 10 minutes. */
+  timeoutMs?: number | undefined;
+  pollMs?: number | undefined;
+  /** Called with each new status (pending → open → closed). */
+  onUpdate?: ((view: SubmissionView) => void) | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+const FINAL = new Set(["accepted", "rejected", "expired", "failed"]);
+const AMOUNTS = new Set(["stake", "minStake", "reward", "net"]);
+
+function revive(key: string, value: unknown): unknown {
+  return AMOUNTS.has(key) && typeof value === "string" && /^-?[0-9]+$/.test(value) ? BigInt(value) : value;
+}
+
+export class InformantClient {
+  readonly url: string;
+  readonly #agent = new Agent({ keepAliveTimeout: 1_000, connections: 2 });
+  readonly #timeoutMs: number;
+
+  constructor(url: string, options: { timeoutMs?: number } = {}) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ClientError(0, "BAD_API_URL", `not a URL: ${url}`);
+    }
+    this.url = parsed.origin;
+    this.#timeoutMs = options.timeoutMs ?? 60_000;
+  }
+
+  status(): Promise<InformantStatus> {
+    return this.#call("GET", "/informant/status");
+  }
+
+  /** Sends the blob's bytes; the node stores them and submits `data.submit` with its key. */
+  submit(
+    bytes: Uint8Array,
+    options: { stake: bigint; metadata?: string | undefined },
+  ): Promise<SubmitResult> {
+    const query = new URLSearchParams({ stake: options.stake.toString() });
+    if (options.metadata !== undefined) query.set("metadata", options.metadata);
+    return this.#call("POST", `/informant/submit?${query}`, bytes);
+  }
+
+  submission(id: string): Promise<SubmissionView> {
+    return this.#call("GET", `/informant/submissions/${encodeURIComponent(id)}`);
+  }
+
+  /** Polls until the submission is accepted, rejected, expired or failed. */
+  async waitForOutcome(id: string, options: WaitOptions = {}): Promise<SubmissionView> {
+    const timeoutMs = options.timeoutMs ?? 600_000;
+    const deadline = Date.now() + timeoutMs;
+    let last = "";
+    for (;;) {
+      const view = await this.submission(id);
+      if (view.status !== last) {
+        last = view.status;
+        options.onUpdate?.(view);
+      }
+      if (FINAL.has(view.status)) return view;
+      if (Date.now() > deadline) {
+        throw new InformantError(
+          "TIMEOUT",
+          `submission ${id} is still ${view.status} after ${Math.round(timeoutMs / 1000)} s`,
+        );
+      }
+      options.signal?.throwIfAborted();
+      await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+
+  async #call<T>(method: "GET" | "POST", path: string, body?: Uint8Array): Promise<T> {
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(`${this.url}${path}`, {
+        method,
+        dispatcher: this.#agent,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+        ...(body === undefined ? {} : { body, headers: { "content-type": "application/octet-stream" } }),
+      });
+    } catch (cause) {
+      throw new ClientError(0, "NODE_UNREACHABLE", `cannot reach the node at ${this.url}`, {
+        details: "is `deepshard node start` running? pass --api <url> or set DEEPSHARD_API",
+        cause,
+      });
+    }
+    const text = await res.body.text();
+    let json: { error?: { code?: string; message?: string; details?: string } } & Record<string, unknown>;
+    try {
+      json = JSON.parse(text, revive);
+    } catch (cause) {
+      throw new ClientError(res.statusCode, "BAD_RESPONSE", `the node answered ${path} with invalid JSON`, {
+        cause,
+      });
+    }
+    if (res.statusCode >= 400) {
+      const error = json.error ?? {};
+      if (res.statusCode === 404 && error.code === "NOT_FOUND" && path === "/informant/status") {
+        throw new ClientError(404, "NO_INFORMANT", "the node does not run the informant role", {
+          details: "start it with --roles …,informant",
+        });
+      }
+      throw new ClientError(
+        res.statusCode,
+        error.code ?? `HTTP_${res.statusCode}`,
+        error.message ?? `the node answered ${method} ${path} with HTTP ${res.statusCode}`,
+        error.details ? { details: error.details } : {},
+      );
+    }
+    return json as T;
+  }
+}
