@@ -116,6 +116,13 @@ const bench: BenchModule = async (ctx) => {
           blockIntervalMs: 100,
           // Bounds the backlog saturation leaves behind, so the pools drain quickly after it.
           maxTxsPerSender: 128,
+          // A height's work grows with the load: timeouts that leave room for it, so that rounds are
+          // not lost to a slow validation (which stalls the chain far longer than the timeout).
+          timeouts: {
+            propose: { base: 3000, perRound: 1000 },
+            prevote: { base: 1000, perRound: 500 },
+            precommit: { base: 1000, perRound: 500 },
+          },
           compileCache: join(root, "cache"),
         }),
       );
