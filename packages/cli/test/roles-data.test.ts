@@ -183,7 +183,17 @@ describe("deepshard informant submit", () => {
   it("submits a file, waits for the outcome and reports the balance change", async () => {
     const file = join(dir, "other.txt");
     await writeFile(file, OTHER_GOOD_TEXT);
-    const out = await cli([file, "--stake", "40", "--wait", "--json", "--api", node.daemon.apiUrl]);
+    const out = await cli([
+      file,
+      "--stake",
+      "40",
+      "--metadata",
+      "source: a test",
+      "--wait",
+      "--json",
+      "--api",
+      node.daemon.apiUrl,
+    ]);
     expect(out.stderr).toBe("");
     expect(out.code).toBe(0);
     const result = JSON.parse(out.stdout) as Record<string, string>;

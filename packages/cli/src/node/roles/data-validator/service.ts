@@ -135,7 +135,7 @@ export class DataValidatorService implements RoleService {
     this.#metrics = {
       votes: new Counter({
         name: "deepshard_data_votes_total",
-        help: "data.vote transactions sent, by verdict (scored, unavailable, invalid)",
+        help: "data.vote transactions sent, by verdict (scored, unavailable, invalid), and votes the mempool refused (refused)",
         labelNames: ["verdict"],
         registers,
       }),
@@ -402,10 +402,10 @@ export class DataValidatorService implements RoleService {
         }),
       );
     } catch (err) {
-      ctx.logger.warn("the vote was refused", {
-        submission: id,
-        error: err instanceof DeepshardError ? `${err.code}: ${err.shortMessage}` : `${err}`,
-      });
+      const error = err instanceof DeepshardError ? `${err.code}: ${err.shortMessage}` : `${err}`;
+      this.#metrics?.votes.inc({ verdict: "refused" });
+      ctx.events.emit({ type: "validator.vote_refused", submission: id, contentHash: t.contentHash, error });
+      ctx.logger.warn("the vote was refused", { submission: id, error });
       return;
     }
     t.pendingVote = tx;
