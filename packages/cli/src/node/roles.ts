@@ -5,10 +5,17 @@
  */
 import type { Role } from "./config.ts";
 import { DataValidatorService, dataValidatorOptionsFromEnv } from "./roles/data-validator/index.ts";
+import { InferenceService } from "./roles/inference/index.ts";
 import { InformantService, informantOptionsFromEnv } from "./roles/informant/index.ts";
+import { weightsOptionsFromEnv } from "./roles/storage/env.ts";
+import { StorageService } from "./roles/storage/index.ts";
+import { TrainerService } from "./roles/trainer/index.ts";
 import type { RoleFactory } from "./service.ts";
 
 export const roleFactories: Partial<Record<Role, RoleFactory>> = {
   informant: () => new InformantService(informantOptionsFromEnv()),
   validator: () => new DataValidatorService(dataValidatorOptionsFromEnv()),
+  trainer: (config) => new TrainerService(config, weightsOptionsFromEnv()),
+  storage: (config) => new StorageService(config, weightsOptionsFromEnv()),
+  inference: (config) => new InferenceService(config, weightsOptionsFromEnv()),
 };
