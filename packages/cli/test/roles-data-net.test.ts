@@ -4,18 +4,26 @@
  * (accepted) or the stake (rejected), plus the fee. The validator restarted rebuilds its corpus
  * from the ledger and its blob store, and restarted mid-window it does not vote a second time.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeAddress } from "@deepshard/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DeepshardClient } from "../src/node/client.ts";
-import type { DataValidatorService } from "../src/node/roles/data-validator/index.ts";
+import {
+  type DataValidatorOptions,
+  type DataValidatorService,
+  dataValidatorOptionsFromEnv,
+} from "../src/node/roles/data-validator/index.ts";
 import { InformantClient } from "../src/node/roles/informant/client.ts";
 import {
   type DataNetwork,
   GOOD_TEXT,
   makeDataNetwork,
+  OTHER_GOOD_TEXT,
   REWARD_AT_FULL_VALUE,
   type RunningNode,
   startDataNode,
@@ -38,8 +46,13 @@ afterEach(async () => {
 
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-async function start(i: number, roles: ("validator" | "informant")[], bootstrap: string[] = []) {
-  const node = await startDataNode(net, i, { roles, bootstrap });
+async function start(
+  i: number,
+  roles: ("validator" | "informant")[],
+  bootstrap: string[] = [],
+  validator: DataValidatorOptions = {},
+) {
+  const node = await startDataNode(net, i, { roles, bootstrap, validator });
   running.add(node);
   return node;
 }
@@ -126,6 +139,85 @@ describe("informant and validator on two nodes", () => {
     } finally {
       await informant.close();
       await ledger.close();
+    }
+  });
+
+  it("votes zero on a blob larger than announced and on one nobody serves, and asks the judge", async () => {
+    let judged = 0;
+    const judge: Server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        judged++;
+        const content = '{"alignment": 9, "truthfulness": 8, "objectivity": 9}';
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ choices: [{ message: { role: "assistant", content } }] }));
+      });
+    });
+    await new Promise<void>((r) => judge.listen(0, "127.0.0.1", r));
+    const judgeUrl = `http://127.0.0.1:${(judge.address() as AddressInfo).port}/v1`;
+    expect(() => dataValidatorOptionsFromEnv({ DEEPSHARD_JUDGE_URL: judgeUrl })).toThrow(
+      /DEEPSHARD_JUDGE_MODEL/,
+    );
+    const options = dataValidatorOptionsFromEnv({
+      DEEPSHARD_JUDGE_URL: judgeUrl,
+      DEEPSHARD_JUDGE_MODEL: "stub",
+    });
+
+    const validator = await start(0, ["validator"], [], options);
+    const informantNode = await start(1, ["informant"], validator.daemon.ledger.host.addresses().map(String));
+    await until(() => informantNode.daemon.ledger.host.peers().length > 0 && informantNode.daemon.height > 0);
+    const ledger = new DeepshardClient(informantNode.daemon.apiUrl);
+    const informant = new InformantClient(informantNode.daemon.apiUrl);
+    const key = net.nodes[1]!.key.secretKey;
+    try {
+      // Held by the informant, but announced 10 bytes shorter than it is.
+      const bytes = new TextEncoder().encode("A text whose size the informant misstates in its submission.");
+      const held = await informantNode.daemon.stores.blobs.put(bytes, { maxBytes: 1_000 });
+      const contentHash = Buffer.from(held.hash, "hex");
+      const short = await ledger.send(
+        key,
+        { type: "data.submit", contentHash, size: bytes.length - 10, stake: 30n },
+        { wait: true, timeoutMs: 10_000 },
+      );
+      // Announced, and held by nobody.
+      const ghostHashBytes = randomBytes(32);
+      const ghostHash = ghostHashBytes.toString("hex");
+      const ghost = await ledger.send(
+        key,
+        { type: "data.submit", contentHash: ghostHashBytes, size: 500, stake: 30n },
+        { wait: true, timeoutMs: 10_000 },
+      );
+      const good = await informant.submit(new TextEncoder().encode(OTHER_GOOD_TEXT), { stake: 30n });
+
+      const voteOn = (id: string) =>
+        validator.events.find(
+          (e) => e.type === "validator.vote" && (e as { submission?: string }).submission === id,
+        ) as unknown as { verdict: string; combined: number; judge: boolean; scores: Record<string, number> };
+      await until(() => voteOn(short.hash) !== undefined && voteOn(ghost.hash) !== undefined, 20_000);
+      expect(voteOn(short.hash)).toMatchObject({ verdict: "invalid", combined: 0 });
+      expect(voteOn(ghost.hash)).toMatchObject({ verdict: "unavailable", combined: 0 });
+      expect(validator.events.some((e) => e.type === "validator.fetch_failed")).toBe(true);
+      expect(validator.daemon.stores.blobs.has(held.hash)).toBe(false);
+
+      const outcome = await informant.waitForOutcome(good.submission, { timeoutMs: 20_000 });
+      expect(outcome.status).toBe("accepted");
+      expect(voteOn(good.submission)).toMatchObject({
+        verdict: "scored",
+        judge: true,
+        scores: { alignment: 9_000, truthfulness: 8_000, objectivity: 9_000 },
+      });
+      expect(judged).toBe(1);
+      // Both all-zero votes reject: the stakes are burned.
+      const statusOf = (hash: string) => validator.daemon.ledger.state().tables.data.get(hash)?.status;
+      await until(() => statusOf(held.hash) === "rejected" && statusOf(ghostHash) === "rejected", 10_000);
+      expect((await ledger.supply()).holds).toBe(true);
+      const metrics = await new DeepshardClient(validator.daemon.apiUrl).metrics();
+      expect(metrics).toMatch(/deepshard_data_votes_total\{verdict="invalid"[^}]*\} 1/);
+      expect(metrics).toMatch(/deepshard_data_votes_total\{verdict="unavailable"[^}]*\} 1/);
+    } finally {
+      await informant.close();
+      await ledger.close();
+      await new Promise((r) => judge.close(r));
     }
   });
 });
