@@ -142,7 +142,7 @@ describe("informant and validator on two nodes", () => {
     }
   });
 
-  it("votes zero on a blob larger than announced and on one nobody serves, and asks the judge", async () => {
+  it("votes zero on a blob larger than announced and on one nobody serves; the judge and the model surprise score", async () => {
     let judged = 0;
     const judge: Server = createServer((req, res) => {
       req.resume();
@@ -158,10 +158,15 @@ describe("informant and validator on two nodes", () => {
     expect(() => dataValidatorOptionsFromEnv({ DEEPSHARD_JUDGE_URL: judgeUrl })).toThrow(
       /DEEPSHARD_JUDGE_MODEL/,
     );
-    const options = dataValidatorOptionsFromEnv({
-      DEEPSHARD_JUDGE_URL: judgeUrl,
-      DEEPSHARD_JUDGE_MODEL: "stub",
-    });
+    // The canonical model's surprise, here a stand-in: half what the model shows on its own corpus.
+    const surpriseAsked: string[] = [];
+    const options: DataValidatorOptions = {
+      ...dataValidatorOptionsFromEnv({ DEEPSHARD_JUDGE_URL: judgeUrl, DEEPSHARD_JUDGE_MODEL: "stub" }),
+      surprise: async (weightsId) => {
+        surpriseAsked.push(weightsId);
+        return { surprise: () => 1, referenceSurprise: 2 };
+      },
+    };
 
     const validator = await start(0, ["validator"], [], options);
     const informantNode = await start(1, ["informant"], validator.daemon.ledger.host.addresses().map(String));
@@ -207,6 +212,10 @@ describe("informant and validator on two nodes", () => {
         scores: { alignment: 9_000, truthfulness: 8_000, objectivity: 9_000 },
       });
       expect(judged).toBe(1);
+      // Novelty = unseen × (0.5 + 0.5 × surprise ratio 0.5).
+      expect(voteOn(good.submission).scores.novelty).toBeLessThanOrEqual(7_500);
+      expect(voteOn(good.submission).scores.novelty).toBeGreaterThan(7_000);
+      expect(surpriseAsked).toEqual(["00".repeat(32)]);
       // Both all-zero votes reject: the stakes are burned.
       const statusOf = (hash: string) => validator.daemon.ledger.state().tables.data.get(hash)?.status;
       await until(() => statusOf(held.hash) === "rejected" && statusOf(ghostHash) === "rejected", 10_000);

@@ -88,6 +88,8 @@ interface Tracked {
   /** Why the informant's blob is unacceptable (wrong size or hash), once found. */
   invalid?: string | undefined;
   fetchFailures: number;
+  /** The height from which a failed fetch is tried again (1, 2, 4, then every 8 blocks). */
+  retryAt: number;
   lastError?: string | undefined;
   /** This node's vote transaction while it waits in the mempool. */
   pendingVote?: string | undefined;
@@ -111,6 +113,8 @@ export class DataValidatorService implements RoleService {
   readonly #tracked = new Map<string, Tracked>();
   readonly #votes: VoteRecord[] = [];
   #surprise: { weightsId: string; model: SurpriseModel | undefined } | undefined;
+  /** Rebuilt only when the set of fetched open submissions changes. */
+  #corroboration: { key: string; index: CorroborationIndex } | undefined;
   #off: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #again = false;
@@ -250,27 +254,30 @@ export class DataValidatorService implements RoleService {
           size: sub.size,
           informant: sub.informant,
           fetchFailures: 0,
+          retryAt: 0,
           voteAttempts: 0,
         });
       }
     }
     if (!this.#active(state)) return;
+    const due = [...this.#tracked].filter(([id, t]) =>
+      this.#due(id, t, state.tables.submissions.get(id)!, height),
+    );
+    if (due.length === 0) return;
 
     // Every open blob first, so each vote sees the other informants' open submissions.
     for (const [id, t] of this.#tracked) {
       if (ctx.signal.aborted) return;
       const sub = state.tables.submissions.get(id)!;
-      if (t.text === undefined && t.invalid === undefined) await this.#load(id, t, sub);
+      const lastChance = sub.closesAt - height <= 1;
+      if (t.text === undefined && t.invalid === undefined && (height >= t.retryAt || lastChance))
+        await this.#load(id, t, sub, height);
     }
-    const corroboration = new CorroborationIndex();
-    for (const t of this.#tracked.values()) {
-      if (t.text !== undefined) corroboration.addSubmission(t.informant, t.text);
-    }
+    const corroboration = this.#corroborationIndex();
     const surprise = await this.#surpriseModel(state);
-    for (const [id, t] of this.#tracked) {
+    for (const [id, t] of due) {
       if (ctx.signal.aborted) return;
       const sub = state.tables.submissions.get(id)!;
-      if (!this.#due(id, t, sub, height)) continue;
       if (t.invalid !== undefined) await this.#vote(id, t, height, undefined, "invalid", t.invalid);
       else if (t.text !== undefined) await this.#vote(id, t, height, { corroboration, surprise }, "scored");
       else if (sub.closesAt - height <= 1)
@@ -299,7 +306,7 @@ export class DataValidatorService implements RoleService {
   }
 
   /** Gets the blob: from the local store, else from its holders into the store. */
-  async #load(id: string, t: Tracked, sub: Submission): Promise<void> {
+  async #load(id: string, t: Tracked, sub: Submission, height: number): Promise<void> {
     const ctx = this.#ctx!;
     const { blobs, blobClient } = ctx.stores;
     if (!blobs.has(t.contentHash)) {
@@ -310,6 +317,7 @@ export class DataValidatorService implements RoleService {
       } catch (err) {
         if (ctx.signal.aborted) return;
         t.fetchFailures++;
+        t.retryAt = height + 2 ** Math.min(t.fetchFailures - 1, 3);
         t.lastError = err instanceof DeepshardError ? `${err.code}: ${err.shortMessage}` : `${err}`;
         this.#metrics?.fetches.inc({ outcome: "failed" });
         const informantPeer = safePeer(t.informant);
@@ -514,6 +522,18 @@ export class DataValidatorService implements RoleService {
     } catch (err) {
       ctx.logger.debug("accepted data not fetched", { contentHash, error: `${err}` });
     }
+  }
+
+  /** The claims of every fetched open submission, with who staked on them. */
+  #corroborationIndex(): CorroborationIndex {
+    const loaded = [...this.#tracked].filter(([, t]) => t.text !== undefined);
+    const key = loaded.map(([id]) => id).join(",");
+    if (this.#corroboration?.key !== key) {
+      const index = new CorroborationIndex();
+      for (const [, t] of loaded) index.addSubmission(t.informant, t.text!);
+      this.#corroboration = { key, index };
+    }
+    return this.#corroboration.index;
   }
 
   async #surpriseModel(state: LedgerState): Promise<SurpriseModel | undefined> {
