@@ -5,16 +5,20 @@
  * directory changes: fetches the chunks placed on it that it lacks, from the peers announcing them.
  * When a storage node leaves (silent for 4 announcement intervals), the repair plan of the tensor
  * package says which survivor sends each lost copy to which new holder; this node takes the copies
- * addressed to it from the planned source first. Chunks go out only through the daemon's blob
- * service, whose `canServe` hook lets only license holders and active validators have them.
- * Chunks no longer placed here are kept (dropping them safely needs the new holders' word; not done).
+ * addressed to it from the planned source first. A chunk placed elsewhere is deleted once every
+ * node it is placed on announces it. Chunks go out only through the daemon's blob service, whose
+ * `canServe` hook lets only license holders and active validators have them.
+ *
+ * Announcements travel over gossipsub, which relays a topic only through peers subscribed to it:
+ * nodes running these roles must be connected to each other or through nodes that run one (in a
+ * devnet every validator also stores).
  */
 
 import type { RequestTarget } from "@deepshard/protocol/host";
 import { placeChunks, repairPlan, type ShardManifest } from "@deepshard/tensor";
 import type { NodeConfig } from "../../config.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
-import { type DirectoryOptions, REPLICATION, WeightsDirectory } from "./directory.ts";
+import { type DirectoryOptions, inRanges, REPLICATION, WeightsDirectory } from "./directory.ts";
 import { ModelCache } from "./models.ts";
 import { registerWeightsRoutes } from "./routes.ts";
 
@@ -162,6 +166,8 @@ export class StorageService implements RoleService {
         ctx.events.emit({ type: "storage.stored", weightsId, chunks: holders.size });
         directory.announceSoon();
       }
+      const dropped = await this.#drop(weightsId, placement, new Set(mine));
+      if (dropped > 0) directory.announceSoon();
       views.push({
         weightsId,
         chunkCount: manifest.chunkCount,
@@ -172,6 +178,27 @@ export class StorageService implements RoleService {
     }
     this.#status.weights = views;
     this.#status.lastError = null;
+  }
+
+  /**
+   * Deletes the chunks held here that placement puts elsewhere, once every node it puts them on
+   * announces holding them (so a move never leaves fewer than REPLICATION copies).
+   */
+  async #drop(weightsId: string, placement: string[][], mine: Set<number>): Promise<number> {
+    const ctx = this.#ctx!;
+    const peers = new Map(this.#directory!.peers().map((p) => [p.peerId, p]));
+    let dropped = 0;
+    for (const i of ctx.stores.chunks.indices(weightsId)) {
+      if (mine.has(i)) continue;
+      const covered = placement[i]!.every((id) => {
+        const ranges = peers.get(id)?.holdings.get(weightsId)?.ranges;
+        return ranges !== undefined && inRanges(ranges, i);
+      });
+      if (!covered) continue;
+      await ctx.stores.chunks.delete(weightsId, i);
+      dropped++;
+    }
+    return dropped;
   }
 
   /**
