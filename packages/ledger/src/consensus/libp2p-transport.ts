@@ -32,6 +32,7 @@ import {
   PROTOCOL_VERSION,
   type SignedTx,
   SYNC_MAX_BLOCKS,
+  sha256,
   signedProposalSchema,
   signingBytes,
   struct,
@@ -109,6 +110,8 @@ export interface Libp2pTransportOptions {
   syncTimeoutMs?: number | undefined;
   /** Called when publishing fails (nobody subscribed yet is not a failure). */
   onError?: ((err: unknown) => void) | undefined;
+  /** A proposal this node made is re-sent at most this often (default 2000 ms). */
+  proposalResendMs?: number | undefined;
   /** Transactions this node holds already, by id (its mempool): proposals reuse them. */
   knownTx?: ((id: string) => SignedTx | undefined) | undefined;
 }
@@ -127,6 +130,13 @@ export class Libp2pTransport implements ConsensusTransport<SignedTx> {
     | undefined;
   /** Messages the validator decoded, so the handler does not decode them again. */
   private readonly decoded = new WeakMap<Uint8Array, Message>();
+  /**
+   * Messages checked lately, by the hash of their bytes: consensus re-sends its messages while a
+   * height lasts, and a re-sent proposal (a whole block) need not be decoded and checked again.
+   */
+  private readonly checked = new Map<string, Message>();
+  /** What this node sent: the bytes (encoded once) and when. */
+  private readonly sent = new WeakMap<object, { bytes: Uint8Array; at: number }>();
   private unsubscribe: (() => void) | undefined;
 
   private constructor(options: Libp2pTransportOptions, topic: string) {
@@ -166,6 +176,16 @@ export class Libp2pTransport implements ConsensusTransport<SignedTx> {
 
   /** Decodes and authenticates a gossiped consensus message; throws a typed error (a reject) otherwise. */
   private check(data: Uint8Array): Message {
+    const key = Buffer.from(sha256(data)).toString("hex");
+    const seen = this.checked.get(key);
+    if (seen) return seen;
+    const message = this.decodeAndVerify(data);
+    if (this.checked.size >= 256) this.checked.delete(this.checked.keys().next().value!);
+    this.checked.set(key, message);
+    return message;
+  }
+
+  private decodeAndVerify(data: Uint8Array): Message {
     const wire = compactMessageCodec.decode(data);
     const message = (
       wire.type === "proposal" ? { ...wire, block: fromCompactBlock(wire.block, this.options.knownTx) } : wire
@@ -180,18 +200,33 @@ export class Libp2pTransport implements ConsensusTransport<SignedTx> {
     return message;
   }
 
+  /**
+   * Publishes a message. Consensus re-sends its own messages while a height lasts (to cover losses):
+   * a vote goes again each time, a proposal (a whole block) at most every `proposalResendMs`.
+   */
   broadcast(message: Message): void {
-    let bytes: Uint8Array;
-    try {
-      bytes = compactMessageCodec.encode(
-        (message.type === "proposal"
-          ? { ...message, block: toCompactBlock(message.block) }
-          : message) as CompactMessage,
-      );
-    } catch (err) {
-      this.options.onError?.(err);
+    const now = Date.now();
+    const previous = this.sent.get(message);
+    if (
+      previous &&
+      message.type === "proposal" &&
+      now - previous.at < (this.options.proposalResendMs ?? 2000)
+    )
       return;
+    let bytes = previous?.bytes;
+    if (!bytes) {
+      try {
+        bytes = compactMessageCodec.encode(
+          (message.type === "proposal"
+            ? { ...message, block: toCompactBlock(message.block) }
+            : message) as CompactMessage,
+        );
+      } catch (err) {
+        this.options.onError?.(err);
+        return;
+      }
     }
+    this.sent.set(message, { bytes, at: now });
     this.host.publish(this.topic, bytes).catch((err: unknown) => this.options.onError?.(err));
   }
 

@@ -118,8 +118,8 @@ export class TxGossip {
     if (this.queueBytes + size > MAX_TX_BATCH_BYTES) this.flush();
     this.queue.push(tx);
     this.queueBytes += size;
-    if (this.queue.length >= (this.options.maxBatchTxs ?? 256)) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.options.flushIntervalMs ?? 25);
+    if (this.queue.length >= (this.options.maxBatchTxs ?? 512)) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), this.options.flushIntervalMs ?? 50);
   }
 
   flush(): void {
