@@ -2,8 +2,9 @@
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import api from "./api.ts";
 import blobs from "./blobs.ts";
+import data from "./data.ts";
 
-const modules: BenchModule[] = [blobs, api];
+const modules: BenchModule[] = [blobs, api, data];
 
 const bench: BenchModule = async (ctx) => {
   const rows: BenchRow[] = [];

@@ -31,6 +31,7 @@ import { CRITERIA, type Criterion, DeepshardError, peerIdFromAccount } from "@de
 import type { RequestTarget } from "@deepshard/protocol/host";
 import {
   CorroborationIndex,
+  DEFAULT_SCORERS,
   type Judge,
   MinHashIndex,
   type ScoringContext,
@@ -83,8 +84,8 @@ interface Tracked {
   contentHash: string;
   size: number;
   informant: string;
-  /** The blob's segment texts joined, once fetched. */
-  text?: string | undefined;
+  /** The blob's segment texts, once fetched. */
+  texts?: string[] | undefined;
   /** Why the informant's blob is unacceptable (wrong size or hash), once found. */
   invalid?: string | undefined;
   fetchFailures: number;
@@ -196,7 +197,7 @@ export class DataValidatorService implements RoleService {
           size: t.size,
           informant: t.informant,
           closesAt: sub?.closesAt,
-          fetched: t.text !== undefined,
+          fetched: t.texts !== undefined,
           invalid: t.invalid,
           fetchFailures: t.fetchFailures,
           lastError: t.lastError,
@@ -270,16 +271,16 @@ export class DataValidatorService implements RoleService {
       if (ctx.signal.aborted) return;
       const sub = state.tables.submissions.get(id)!;
       const lastChance = sub.closesAt - height <= 1;
-      if (t.text === undefined && t.invalid === undefined && (height >= t.retryAt || lastChance))
+      if (t.texts === undefined && t.invalid === undefined && (height >= t.retryAt || lastChance))
         await this.#load(id, t, sub, height);
     }
-    const corroboration = this.#corroborationIndex();
+    const corroboration = await this.#corroborationIndex();
     const surprise = await this.#surpriseModel(state);
     for (const [id, t] of due) {
       if (ctx.signal.aborted) return;
       const sub = state.tables.submissions.get(id)!;
       if (t.invalid !== undefined) await this.#vote(id, t, height, undefined, "invalid", t.invalid);
-      else if (t.text !== undefined) await this.#vote(id, t, height, { corroboration, surprise }, "scored");
+      else if (t.texts !== undefined) await this.#vote(id, t, height, { corroboration, surprise }, "scored");
       else if (sub.closesAt - height <= 1)
         await this.#vote(id, t, height, undefined, "unavailable", t.lastError);
       // Yield between submissions: scoring is CPU work and consensus shares the thread.
@@ -346,7 +347,7 @@ export class DataValidatorService implements RoleService {
         ms: Date.now() - started,
       });
     }
-    t.text = segmentText(await blobs.get(t.contentHash));
+    t.texts = segmentTexts(await blobs.get(t.contentHash));
   }
 
   #holders(sub: Submission): RequestTarget[] {
@@ -384,7 +385,16 @@ export class DataValidatorService implements RoleService {
         informant: t.informant,
         ...(scoring.surprise ?? {}),
       };
+      // Scoring is CPU work on the thread consensus runs on: it pauses every few milliseconds.
+      const breathe = breather();
+      const novelty = DEFAULT_SCORERS.novelty;
       const result = await scoreSubmission(await ctx.stores.blobs.get(t.contentHash), context, {
+        scorers: {
+          novelty: async (segment, c) => {
+            await breathe();
+            return novelty(segment, c);
+          },
+        },
         judge: this.#options.judge,
         criteriaWeights: weights,
         signal: ctx.signal,
@@ -446,27 +456,26 @@ export class DataValidatorService implements RoleService {
   async #closed(t: Tracked, state: LedgerState): Promise<void> {
     const record = state.tables.data.get(t.contentHash);
     if (record?.status === "accepted") {
-      if (t.text === undefined && !this.#ctx!.stores.blobs.has(t.contentHash)) {
+      if (t.texts === undefined && !this.#ctx!.stores.blobs.has(t.contentHash)) {
         await this.#fetchAccepted(t.contentHash, t.size, t.informant);
       }
-      await this.#addToCorpus(t.contentHash, t.text);
+      await this.#addToCorpus(t.contentHash, t.texts);
     } else if (t.informant !== this.#me) {
       // The informant role of this node keeps its own blobs until it has seen the outcome.
       await this.#ctx!.stores.blobs.delete(t.contentHash);
     }
   }
 
-  async #addToCorpus(contentHash: string, text?: string): Promise<void> {
+  async #addToCorpus(contentHash: string, texts?: string[]): Promise<void> {
     if (this.#inCorpus.has(contentHash)) return;
     const blobs = this.#ctx!.stores.blobs;
-    if (text === undefined && !blobs.has(contentHash)) return;
-    let segments: string[];
-    try {
-      segments = splitSegments(await blobs.get(contentHash)).map((s) => s.text);
-    } catch {
-      segments = [];
+    if (texts === undefined && !blobs.has(contentHash)) return;
+    const segments = texts ?? segmentTexts(await blobs.get(contentHash));
+    const breathe = breather();
+    for (const [i, s] of segments.entries()) {
+      this.#corpus.add(`${contentHash}/${i}`, signatureOf(s));
+      await breathe();
     }
-    for (const [i, s] of segments.entries()) this.#corpus.add(`${contentHash}/${i}`, signatureOf(s));
     this.#inCorpus.add(contentHash);
     this.#ctx!.events.emit({ type: "validator.corpus", contentHash, segments: segments.length });
   }
@@ -525,12 +534,20 @@ export class DataValidatorService implements RoleService {
   }
 
   /** The claims of every fetched open submission, with who staked on them. */
-  #corroborationIndex(): CorroborationIndex {
-    const loaded = [...this.#tracked].filter(([, t]) => t.text !== undefined);
+  async #corroborationIndex(): Promise<CorroborationIndex> {
+    const loaded = [...this.#tracked].filter(([, t]) => t.texts !== undefined);
     const key = loaded.map(([id]) => id).join(",");
     if (this.#corroboration?.key !== key) {
       const index = new CorroborationIndex();
-      for (const [, t] of loaded) index.addSubmission(t.informant, t.text!);
+      const breathe = breather();
+      // Claims corroborate only across informants: with one informant the index stays empty.
+      const informants = new Set(loaded.map(([, t]) => t.informant));
+      for (const [, t] of informants.size > 1 ? loaded : []) {
+        for (const text of t.texts!) {
+          index.addSubmission(t.informant, text);
+          await breathe();
+        }
+      }
       this.#corroboration = { key, index };
     }
     return this.#corroboration.index;
@@ -562,13 +579,24 @@ function safePeer(account: string): string | undefined {
   }
 }
 
-/** The text validators read in a blob: its segments, one per line (empty when it is not UTF-8). */
-function segmentText(blob: Uint8Array): string {
+/** The texts validators read in a blob: its segments (none when it is not UTF-8). */
+function segmentTexts(blob: Uint8Array): string[] {
   try {
-    return splitSegments(blob)
-      .map((s) => s.text)
-      .join("\n");
+    return splitSegments(blob).map((s) => s.text);
   } catch {
-    return "";
+    return [];
   }
+}
+
+/** Most time scoring runs before it lets consensus and the network have the thread. */
+const SLICE_MS = 20;
+
+/** Yields to the event loop once `SLICE_MS` of work has passed since the last yield. */
+function breather(): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    if (performance.now() - last < SLICE_MS) return;
+    await new Promise((r) => setImmediate(r));
+    last = performance.now();
+  };
 }

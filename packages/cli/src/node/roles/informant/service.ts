@@ -19,8 +19,12 @@ import { ApiError, type ApiRequest, Reply } from "../../api.ts";
 import { BlobError } from "../../blobs/index.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
 
-/** The node's own limit on a submission when DEEPSHARD_INFORMANT_MAX_BYTES does not set one. */
-export const DEFAULT_MAX_SUBMISSION_BYTES = 16 * 1024 * 1024;
+/**
+ * The node's own limit on a submission when DEEPSHARD_INFORMANT_MAX_BYTES does not set one: what a
+ * validator scores in well under the default 20-block window (scoring runs at about 0.4 MiB/s on
+ * one core, `npm run bench cli`), since a blob not scored in its window expires.
+ */
+export const DEFAULT_MAX_SUBMISSION_BYTES = 4 * 1024 * 1024;
 
 export interface InformantOptions {
   /** Largest blob this node takes (it is also capped by the chain's `data.maxSize`). */
