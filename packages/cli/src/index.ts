@@ -15,5 +15,18 @@ export { type NodeConfig, ROLES, type Role } from "./node/config.ts";
 export { Daemon, type DaemonOptions } from "./node/daemon.ts";
 export { networkPaths, resolveDataDir } from "./node/datadir.ts";
 export type { NodeEvent } from "./node/events.ts";
+export {
+  type DataValidatorOptions,
+  DataValidatorService,
+  type SurpriseModel,
+  type SurpriseSource,
+} from "./node/roles/data-validator/index.ts";
+export {
+  buildSubmission,
+  InformantClient,
+  InformantError,
+  InformantService,
+  type SubmissionView,
+} from "./node/roles/informant/index.ts";
 export type { NodeLedger, RoleContext, RoleFactory, RoleService } from "./node/service.ts";
 export { signTx, type TxBody } from "./node/tx.ts";
