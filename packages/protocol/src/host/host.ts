@@ -24,6 +24,7 @@ import {
   type GossipVerdict,
 } from "./gossip.ts";
 import { type HostLogger, silentLogger } from "./logger.ts";
+import { noiseCrypto } from "./noise-crypto.ts";
 import {
   type HandleOptions,
   handleProtocol,
@@ -297,7 +298,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       ...(options.privateKey ? { privateKey: options.privateKey } : {}),
       addresses: { listen: options.listen ?? ["/ip4/127.0.0.1/tcp/0"] },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [yamux()],
       connectionGater: gater.toConnectionGater(),
       peerDiscovery,
