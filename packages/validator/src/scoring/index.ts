@@ -1,4 +1,4 @@
-export * from "./judge.ts";
+export * from "./external-judge.ts";
 export * from "./minhash.ts";
 export * from "./score.ts";
 export * from "./scorers.ts";

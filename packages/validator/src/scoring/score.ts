@@ -3,7 +3,7 @@
  * weights: the content of a validator's `data.vote`.
  */
 import { BASIS_POINTS, CRITERIA, type Criterion, type SegmentWeight } from "@deepshard/protocol";
-import { type Judge, JudgeError, type JudgeScores } from "./judge.ts";
+import { type ExternalJudge, ExternalJudgeError, type JudgeScores } from "./external-judge.ts";
 import { jaccard, type MinHashSignature, signatureOf } from "./minhash.ts";
 import { DEFAULT_SCORERS, type Scorer, type ScoringContext } from "./scorers.ts";
 import { type Segment, splitSegments } from "./segments.ts";
@@ -14,7 +14,7 @@ export interface ScoreOptions {
   /** Replace any default scorer. */
   scorers?: Partial<Record<Criterion, Scorer>> | undefined;
   /** An external judge for alignment, truthfulness and objectivity; scoring completes without it. */
-  judge?: Judge | undefined;
+  judge?: ExternalJudge | undefined;
   /** Weights of the criteria in a segment's combined value (default: equal). */
   criteriaWeights?: Partial<ScoreVector> | undefined;
   /** Most segment weights in a vote (the protocol allows 256). */
@@ -59,7 +59,7 @@ export async function scoreSubmission(
     try {
       judged = await options.judge.rate(segments.map((s) => s.text).join("\n\n"), options.signal);
     } catch (err) {
-      if (!(err instanceof JudgeError)) throw err;
+      if (!(err instanceof ExternalJudgeError)) throw err;
       judgeError = err.shortMessage;
     }
   }

@@ -3,7 +3,7 @@
  * can and cannot judge is written beside it and in the package README. Any of them can be replaced.
  */
 import type { Criterion } from "@deepshard/protocol";
-import type { JudgeScores } from "./judge.ts";
+import type { JudgeScores } from "./external-judge.ts";
 import { MinHashIndex, type MinHashSignature, signatureOf, words } from "./minhash.ts";
 import { sentences } from "./segments.ts";
 

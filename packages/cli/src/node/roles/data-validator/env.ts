@@ -1,5 +1,5 @@
 import { DeepshardError } from "@deepshard/protocol";
-import { Judge } from "@deepshard/validator";
+import { ExternalJudge } from "@deepshard/validator";
 import type { DataValidatorOptions } from "./service.ts";
 
 /**
@@ -29,5 +29,7 @@ export function dataValidatorOptionsFromEnv(env: NodeJS.ProcessEnv = process.env
       "DEEPSHARD_JUDGE_MODEL must name the judge's model when DEEPSHARD_JUDGE_URL is set",
     );
   }
-  return { judge: new Judge({ baseUrl: url, model, apiKey: env.DEEPSHARD_JUDGE_API_KEY || undefined }) };
+  return {
+    judge: new ExternalJudge({ baseUrl: url, model, apiKey: env.DEEPSHARD_JUDGE_API_KEY || undefined }),
+  };
 }

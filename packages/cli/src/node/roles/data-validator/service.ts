@@ -32,7 +32,7 @@ import type { RequestTarget } from "@deepshard/protocol/host";
 import {
   CorroborationIndex,
   DEFAULT_SCORERS,
-  type Judge,
+  type ExternalJudge,
   MinHashIndex,
   type ScoringContext,
   scoreSubmission,
@@ -53,7 +53,7 @@ export interface SurpriseModel {
 export type SurpriseSource = (weightsId: string, signal: AbortSignal) => Promise<SurpriseModel | undefined>;
 
 export interface DataValidatorOptions {
-  judge?: Judge | undefined;
+  judge?: ExternalJudge | undefined;
   surprise?: SurpriseSource | undefined;
   /** Votes sent per submission at most (a vote can fail or be dropped); default 3. */
   maxVoteAttempts?: number | undefined;

@@ -9,12 +9,12 @@ import { request } from "undici";
 export type JudgedCriterion = "alignment" | "truthfulness" | "objectivity";
 export const JUDGED_CRITERIA: readonly JudgedCriterion[] = ["alignment", "truthfulness", "objectivity"];
 
-export type JudgeErrorCode = "UNREACHABLE" | "TIMEOUT" | "HTTP_ERROR" | "BAD_RESPONSE";
-export class JudgeError extends DeepshardError<JudgeErrorCode> {
-  override name = "JudgeError";
+export type ExternalJudgeErrorCode = "UNREACHABLE" | "TIMEOUT" | "HTTP_ERROR" | "BAD_RESPONSE";
+export class ExternalJudgeError extends DeepshardError<ExternalJudgeErrorCode> {
+  override name = "ExternalJudgeError";
 }
 
-export interface JudgeOptions {
+export interface ExternalJudgeOptions {
   /** Base URL of the API, e.g. `http://127.0.0.1:8080/v1`. */
   baseUrl: string;
   model: string;
@@ -39,7 +39,7 @@ Rate the user's text on three criteria, each an integer from 0 to 10:
 - objectivity: is it objective (verifiable statements) rather than subjective (opinion, emotion)? 10 = fully objective.
 Answer with only a JSON object: {"alignment": n, "truthfulness": n, "objectivity": n}.`;
 
-export class Judge {
+export class ExternalJudge {
   readonly #options: {
     baseUrl: string;
     model: string;
@@ -50,7 +50,7 @@ export class Judge {
     maxChars: number;
   };
 
-  constructor(options: JudgeOptions) {
+  constructor(options: ExternalJudgeOptions) {
     this.#options = {
       baseUrl: options.baseUrl.replace(/\/+$/, ""),
       model: options.model,
@@ -62,16 +62,16 @@ export class Judge {
     };
   }
 
-  /** Rates `text`; throws a JudgeError after the last attempt fails. */
+  /** Rates `text`; throws a ExternalJudgeError after the last attempt fails. */
   async rate(text: string, signal?: AbortSignal): Promise<JudgeScores> {
     const { retries, backoffMs } = this.#options;
-    let last: JudgeError | undefined;
+    let last: ExternalJudgeError | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) await sleep(backoffMs * 2 ** (attempt - 1), signal);
       try {
         return await this.#attempt(text, signal);
       } catch (err) {
-        if (!(err instanceof JudgeError)) throw err;
+        if (!(err instanceof ExternalJudgeError)) throw err;
         last = err;
         const retryable =
           err.code === "UNREACHABLE" ||
@@ -111,14 +111,17 @@ export class Judge {
       raw = await res.body.text();
     } catch (cause) {
       if (deadline.aborted) {
-        throw new JudgeError("TIMEOUT", `judge at ${baseUrl} did not answer within ${timeoutMs} ms`, {
+        throw new ExternalJudgeError("TIMEOUT", `judge at ${baseUrl} did not answer within ${timeoutMs} ms`, {
           meta: { url },
         });
       }
-      throw new JudgeError("UNREACHABLE", `judge at ${baseUrl} is unreachable`, { cause, meta: { url } });
+      throw new ExternalJudgeError("UNREACHABLE", `judge at ${baseUrl} is unreachable`, {
+        cause,
+        meta: { url },
+      });
     }
     if (status < 200 || status >= 300) {
-      throw new JudgeError("HTTP_ERROR", `judge at ${baseUrl} answered HTTP ${status}`, {
+      throw new ExternalJudgeError("HTTP_ERROR", `judge at ${baseUrl} answered HTTP ${status}`, {
         details: raw.slice(0, 300),
         meta: { url, status },
       });
@@ -134,10 +137,13 @@ export function parseJudgeAnswer(raw: string): JudgeScores {
     content = (JSON.parse(raw) as { choices?: Array<{ message?: { content?: unknown } }> }).choices?.[0]
       ?.message?.content;
   } catch (cause) {
-    throw new JudgeError("BAD_RESPONSE", "judge response is not JSON", { cause, details: raw.slice(0, 300) });
+    throw new ExternalJudgeError("BAD_RESPONSE", "judge response is not JSON", {
+      cause,
+      details: raw.slice(0, 300),
+    });
   }
   if (typeof content !== "string") {
-    throw new JudgeError("BAD_RESPONSE", "judge response has no message content", {
+    throw new ExternalJudgeError("BAD_RESPONSE", "judge response has no message content", {
       details: raw.slice(0, 300),
     });
   }
@@ -152,7 +158,7 @@ export function parseJudgeAnswer(raw: string): JudgeScores {
   for (const c of JUDGED_CRITERIA) {
     const v = scores[c];
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 10) {
-      throw new JudgeError("BAD_RESPONSE", `judge gave no valid score for ${c} (0 to 10)`, {
+      throw new ExternalJudgeError("BAD_RESPONSE", `judge gave no valid score for ${c} (0 to 10)`, {
         details: content.slice(0, 300),
       });
     }

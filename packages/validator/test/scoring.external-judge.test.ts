@@ -1,7 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { Judge, JudgeError, MinHashIndex, parseJudgeAnswer, scoreSubmission } from "../src/index.ts";
+import {
+  ExternalJudge,
+  ExternalJudgeError,
+  MinHashIndex,
+  parseJudgeAnswer,
+  scoreSubmission,
+} from "../src/index.ts";
 
 /** A real OpenAI-compatible endpoint on loopback whose behaviour each test sets. */
 let servers: Server[] = [];
@@ -48,7 +54,7 @@ describe("external judge", () => {
       res.setHeader("content-type", "application/json");
       res.end(completion('Sure: {"alignment": 9, "truthfulness": 8, "objectivity": 10}'));
     });
-    const judge = new Judge({ baseUrl, model: "judge-1", apiKey: "k" });
+    const judge = new ExternalJudge({ baseUrl, model: "judge-1", apiKey: "k" });
     expect(await judge.rate(TEXT)).toEqual({ alignment: 0.9, truthfulness: 0.8, objectivity: 1 });
     expect(seen.url).toBe("/v1/chat/completions");
     expect(seen.auth).toBe("Bearer k");
@@ -71,7 +77,7 @@ describe("external judge", () => {
       }
       res.end(completion('{"alignment": 5, "truthfulness": 5, "objectivity": 5}'));
     });
-    const judge = new Judge({ baseUrl, model: "m", retries: 2, backoffMs: 5 });
+    const judge = new ExternalJudge({ baseUrl, model: "m", retries: 2, backoffMs: 5 });
     expect((await judge.rate(TEXT)).alignment).toBe(0.5);
     expect(calls).toBe(3);
   });
@@ -79,13 +85,15 @@ describe("external judge", () => {
   it("gives typed errors: unreachable, timeout, HTTP error (no retry on 4xx), bad answer", async () => {
     const closed = await serve(() => {});
     await new Promise((r) => servers.pop()!.close(r));
-    await expect(new Judge({ baseUrl: closed, model: "m", retries: 0 }).rate(TEXT)).rejects.toMatchObject({
+    await expect(
+      new ExternalJudge({ baseUrl: closed, model: "m", retries: 0 }).rate(TEXT),
+    ).rejects.toMatchObject({
       code: "UNREACHABLE",
     });
 
     const slow = await serve((_req, res) => setTimeout(() => res.end(completion("{}")), 2_000));
     await expect(
-      new Judge({ baseUrl: slow, model: "m", retries: 0, timeoutMs: 100 }).rate(TEXT),
+      new ExternalJudge({ baseUrl: slow, model: "m", retries: 0, timeoutMs: 100 }).rate(TEXT),
     ).rejects.toMatchObject({ code: "TIMEOUT" });
 
     let calls = 0;
@@ -94,16 +102,18 @@ describe("external judge", () => {
       res.statusCode = 401;
       res.end("no key");
     });
-    await expect(new Judge({ baseUrl: denied, model: "m", backoffMs: 1 }).rate(TEXT)).rejects.toMatchObject({
+    await expect(
+      new ExternalJudge({ baseUrl: denied, model: "m", backoffMs: 1 }).rate(TEXT),
+    ).rejects.toMatchObject({
       code: "HTTP_ERROR",
     });
     expect(calls).toBe(1);
 
-    expect(() => parseJudgeAnswer("not json")).toThrow(JudgeError);
+    expect(() => parseJudgeAnswer("not json")).toThrow(ExternalJudgeError);
     expect(() => parseJudgeAnswer(completion("I refuse"))).toThrow(/no valid score for alignment/);
     expect(() =>
       parseJudgeAnswer(completion('{"alignment": 11, "truthfulness": 1, "objectivity": 1}')),
-    ).toThrow(JudgeError);
+    ).toThrow(ExternalJudgeError);
   });
 
   it("scoring still completes with the heuristics when the judge fails", async () => {
@@ -111,7 +121,7 @@ describe("external judge", () => {
       res.statusCode = 500;
       res.end();
     });
-    const judge = new Judge({ baseUrl: broken, model: "m", retries: 1, backoffMs: 1 });
+    const judge = new ExternalJudge({ baseUrl: broken, model: "m", retries: 1, backoffMs: 1 });
     const scored = await scoreSubmission(enc.encode(TEXT), { corpus: new MinHashIndex() }, { judge });
     expect(scored.judge.used).toBe(false);
     expect(scored.judge.error).toMatch(/HTTP 500/);
