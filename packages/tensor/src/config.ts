@@ -11,6 +11,7 @@ export type ModelErrorCode =
   | "WEIGHTS_SHAPE"
   | "INPUT_INVALID"
   | "CONTEXT_OVERFLOW"
+  | "LAYER_RANGE"
   | "TOKENIZER_UNAVAILABLE";
 
 export class ModelError extends DeepshardError<ModelErrorCode> {

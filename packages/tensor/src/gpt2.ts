@@ -4,20 +4,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { GPT2Config } from "./config.ts";
-import { ModelError } from "./config.ts";
-import {
-  causalAttention,
-  dense,
-  embed,
-  geluErf,
-  geluNew,
-  KVCache,
-  layerNorm,
-  linear,
-  mergeHeads,
-  splitHeads,
-} from "./layers.ts";
+import { dense, embed, geluErf, geluNew, layerNorm, linear, mergeHeads, splitHeads } from "./layers.ts";
 import type { CausalLM, ParamSpec } from "./model.ts";
+import type { Attend } from "./stage.ts";
+import { TransformerStage } from "./stage.ts";
 
 const P = "transformer.";
 
@@ -60,63 +50,39 @@ export function gpt2Aliases(name: string): string[] {
   return name.startsWith(P) ? [name, name.slice(P.length)] : [name];
 }
 
-export class GPT2Model implements CausalLM {
-  readonly config: GPT2Config;
-  readonly params: Map<string, tf.Variable>;
-
-  constructor(config: GPT2Config, params: Map<string, tf.Variable>) {
-    this.config = config;
-    this.params = params;
+/** GPT-2, or the stage of it that runs `range` (default: every layer, the whole model). */
+export class GPT2Model extends TransformerStage<GPT2Config> implements CausalLM {
+  protected embedTokens(ids: tf.Tensor2D, past: number): tf.Tensor {
+    const steps = ids.shape[1];
+    const pos = tf.slice(this.w<tf.Rank.R2>(`${P}wpe.weight`), [past, 0], [steps, -1]);
+    return tf.add(embed(this.w(`${P}wte.weight`), ids), pos);
   }
 
-  #w<R extends tf.Rank>(name: string): tf.Tensor<R> {
-    return this.params.get(name) as unknown as tf.Tensor<R>;
-  }
-
-  newCache(): KVCache {
-    return new KVCache(this.config.numLayers);
-  }
-
-  forward(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
+  protected blocks(h: tf.Tensor, attend: Attend): tf.Tensor {
     const c = this.config;
-    const [batch, steps] = ids.shape;
-    const past = cache?.length ?? 0;
-    if (past + steps > c.maxPositions) {
-      throw new ModelError("CONTEXT_OVERFLOW", `sequence of ${past + steps} tokens exceeds n_positions`, {
-        meta: { tokens: past + steps, maxPositions: c.maxPositions },
-      });
+    for (let i = this.firstLayer; i <= this.lastLayer; i++) {
+      const l = `${P}h.${i}.`;
+      const a = layerNorm(h, this.w(`${l}ln_1.weight`), this.w(`${l}ln_1.bias`), c.layerNormEpsilon);
+      const qkv = dense(a, this.w(`${l}attn.c_attn.weight`), this.w(`${l}attn.c_attn.bias`));
+      const [q, k, v] = tf.split(qkv, 3, -1).map((t) => splitHeads(t, c.numHeads)) as [
+        tf.Tensor4D,
+        tf.Tensor4D,
+        tf.Tensor4D,
+      ];
+      const att = mergeHeads(attend(i, q, k, v));
+      h = tf.add(h, dense(att, this.w(`${l}attn.c_proj.weight`), this.w(`${l}attn.c_proj.bias`)));
+      const m = layerNorm(h, this.w(`${l}ln_2.weight`), this.w(`${l}ln_2.bias`), c.layerNormEpsilon);
+      const up = dense(m, this.w(`${l}mlp.c_fc.weight`), this.w(`${l}mlp.c_fc.bias`));
+      const act =
+        c.activation === "gelu_new" ? geluNew(up) : c.activation === "gelu" ? geluErf(up) : tf.relu(up);
+      h = tf.add(h, dense(act, this.w(`${l}mlp.c_proj.weight`), this.w(`${l}mlp.c_proj.bias`)));
     }
-    const logits = tf.tidy(() => {
-      const pos = tf.slice(this.#w<tf.Rank.R2>(`${P}wpe.weight`), [past, 0], [steps, -1]);
-      let h = tf.add(embed(this.#w(`${P}wte.weight`), ids), pos);
-      for (let i = 0; i < c.numLayers; i++) {
-        const l = `${P}h.${i}.`;
-        const a = layerNorm(h, this.#w(`${l}ln_1.weight`), this.#w(`${l}ln_1.bias`), c.layerNormEpsilon);
-        const qkv = dense(a, this.#w(`${l}attn.c_attn.weight`), this.#w(`${l}attn.c_attn.bias`));
-        const [q, k, v] = tf.split(qkv, 3, -1).map((t) => splitHeads(t, c.numHeads)) as [
-          tf.Tensor4D,
-          tf.Tensor4D,
-          tf.Tensor4D,
-        ];
-        const [keys, values] = cache ? cache.append(i, k, v) : [k, v];
-        const att = mergeHeads(causalAttention(q, keys, values, past));
-        h = tf.add(h, dense(att, this.#w(`${l}attn.c_proj.weight`), this.#w(`${l}attn.c_proj.bias`)));
-        const m = layerNorm(h, this.#w(`${l}ln_2.weight`), this.#w(`${l}ln_2.bias`), c.layerNormEpsilon);
-        const up = dense(m, this.#w(`${l}mlp.c_fc.weight`), this.#w(`${l}mlp.c_fc.bias`));
-        const act =
-          c.activation === "gelu_new" ? geluNew(up) : c.activation === "gelu" ? geluErf(up) : tf.relu(up);
-        h = tf.add(h, dense(act, this.#w(`${l}mlp.c_proj.weight`), this.#w(`${l}mlp.c_proj.bias`)));
-      }
-      h = layerNorm(h, this.#w(`${P}ln_f.weight`), this.#w(`${P}ln_f.bias`), c.layerNormEpsilon);
-      const wte = this.#w<tf.Rank.R2>(`${P}wte.weight`);
-      const flat = linear(h, wte);
-      return tf.reshape(flat, [batch, steps, c.vocabSize]) as tf.Tensor3D;
-    });
-    if (cache) cache.length += steps;
-    return logits;
+    return h;
   }
 
-  dispose(): void {
-    for (const v of this.params.values()) v.dispose();
+  protected head(h: tf.Tensor): tf.Tensor {
+    const c = this.config;
+    const n = layerNorm(h, this.w(`${P}ln_f.weight`), this.w(`${P}ln_f.bias`), c.layerNormEpsilon);
+    return linear(n, this.w<tf.Rank.R2>(`${P}wte.weight`));
   }
 }

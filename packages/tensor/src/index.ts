@@ -14,6 +14,7 @@ export * from "./random.ts";
 export * from "./resume.ts";
 export * from "./safetensors.ts";
 export * from "./shard.ts";
+export * from "./stage.ts";
 export * from "./tokenizer.ts";
 export * from "./train.ts";
 export * from "./wasm-kernels.ts";

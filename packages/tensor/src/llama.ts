@@ -5,9 +5,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { LlamaConfig } from "./config.ts";
-import { ModelError } from "./config.ts";
-import { causalAttention, embed, KVCache, linear, mergeHeads, rmsNorm, silu, splitHeads } from "./layers.ts";
+import { embed, linear, mergeHeads, rmsNorm, silu, splitHeads } from "./layers.ts";
 import type { CausalLM, ParamSpec } from "./model.ts";
+import type { Attend } from "./stage.ts";
+import { TransformerStage } from "./stage.ts";
 
 const P = "model.";
 
@@ -84,68 +85,41 @@ function applyRope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tenso
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
 }
 
-export class LlamaModel implements CausalLM {
-  readonly config: LlamaConfig;
-  readonly params: Map<string, tf.Variable>;
-
-  constructor(config: LlamaConfig, params: Map<string, tf.Variable>) {
-    this.config = config;
-    this.params = params;
-  }
-
-  #w<R extends tf.Rank>(name: string): tf.Tensor<R> {
-    return this.params.get(name) as unknown as tf.Tensor<R>;
-  }
-
+/** Llama, or the stage of it that runs `range` (default: every layer, the whole model). */
+export class LlamaModel extends TransformerStage<LlamaConfig> implements CausalLM {
   #b(name: string): tf.Tensor | undefined {
     return this.params.get(name) as tf.Tensor | undefined;
   }
 
-  newCache(): KVCache {
-    return new KVCache(this.config.numLayers);
+  protected embedTokens(ids: tf.Tensor2D): tf.Tensor {
+    return embed(this.w(`${P}embed_tokens.weight`), ids);
   }
 
-  forward(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
+  protected blocks(h: tf.Tensor, attend: Attend, past: number): tf.Tensor {
     const c = this.config;
-    const [batch, steps] = ids.shape;
-    const past = cache?.length ?? 0;
-    if (past + steps > c.maxPositions) {
-      throw new ModelError(
-        "CONTEXT_OVERFLOW",
-        `sequence of ${past + steps} tokens exceeds max_position_embeddings`,
-        {
-          meta: { tokens: past + steps, maxPositions: c.maxPositions },
-        },
-      );
+    const steps = h.shape[1]!;
+    const [cosData, sinData] = ropeTables(c, past, steps);
+    const cos = tf.tensor2d(cosData, [steps, c.headDim]);
+    const sin = tf.tensor2d(sinData, [steps, c.headDim]);
+    for (let i = this.firstLayer; i <= this.lastLayer; i++) {
+      const l = `${P}layers.${i}.`;
+      const proj = (x: tf.Tensor, name: string) =>
+        linear(x, this.w(`${l}${name}.weight`), this.#b(`${l}${name}.bias`));
+      const a = rmsNorm(h, this.w(`${l}input_layernorm.weight`), c.rmsNormEps);
+      const q = applyRope(splitHeads(proj(a, "self_attn.q_proj"), c.numHeads), cos, sin);
+      const k = applyRope(splitHeads(proj(a, "self_attn.k_proj"), c.numKeyValueHeads), cos, sin);
+      const v = splitHeads(proj(a, "self_attn.v_proj"), c.numKeyValueHeads);
+      h = tf.add(h, proj(mergeHeads(attend(i, q, k, v)), "self_attn.o_proj"));
+      const m = rmsNorm(h, this.w(`${l}post_attention_layernorm.weight`), c.rmsNormEps);
+      const gated = tf.mul(silu(proj(m, "mlp.gate_proj")), proj(m, "mlp.up_proj"));
+      h = tf.add(h, proj(gated, "mlp.down_proj"));
     }
-    const logits = tf.tidy(() => {
-      const [cosData, sinData] = ropeTables(c, past, steps);
-      const cos = tf.tensor2d(cosData, [steps, c.headDim]);
-      const sin = tf.tensor2d(sinData, [steps, c.headDim]);
-      let h = embed(this.#w(`${P}embed_tokens.weight`), ids);
-      for (let i = 0; i < c.numLayers; i++) {
-        const l = `${P}layers.${i}.`;
-        const proj = (x: tf.Tensor, name: string) =>
-          linear(x, this.#w(`${l}${name}.weight`), this.#b(`${l}${name}.bias`));
-        const a = rmsNorm(h, this.#w(`${l}input_layernorm.weight`), c.rmsNormEps);
-        const q = applyRope(splitHeads(proj(a, "self_attn.q_proj"), c.numHeads), cos, sin);
-        const k = applyRope(splitHeads(proj(a, "self_attn.k_proj"), c.numKeyValueHeads), cos, sin);
-        const v = splitHeads(proj(a, "self_attn.v_proj"), c.numKeyValueHeads);
-        const [keys, values] = cache ? cache.append(i, k, v) : [k, v];
-        h = tf.add(h, proj(mergeHeads(causalAttention(q, keys, values, past)), "self_attn.o_proj"));
-        const m = rmsNorm(h, this.#w(`${l}post_attention_layernorm.weight`), c.rmsNormEps);
-        const gated = tf.mul(silu(proj(m, "mlp.gate_proj")), proj(m, "mlp.up_proj"));
-        h = tf.add(h, proj(gated, "mlp.down_proj"));
-      }
-      h = rmsNorm(h, this.#w(`${P}norm.weight`), c.rmsNormEps);
-      const head = this.#w<tf.Rank.R2>(c.tieWordEmbeddings ? `${P}embed_tokens.weight` : "lm_head.weight");
-      return tf.reshape(linear(h, head), [batch, steps, c.vocabSize]) as tf.Tensor3D;
-    });
-    if (cache) cache.length += steps;
-    return logits;
+    return h;
   }
 
-  dispose(): void {
-    for (const v of this.params.values()) v.dispose();
+  protected head(h: tf.Tensor): tf.Tensor {
+    const c = this.config;
+    const n = rmsNorm(h, this.w(`${P}norm.weight`), c.rmsNormEps);
+    return linear(n, this.w<tf.Rank.R2>(c.tieWordEmbeddings ? `${P}embed_tokens.weight` : "lm_head.weight"));
   }
 }

@@ -13,6 +13,9 @@ import type { KVCache } from "./layers.ts";
 import { LlamaModel, llamaAliases, llamaParameters } from "./llama.ts";
 import { Rng } from "./random.ts";
 import { openCheckpoint, writeCheckpoint } from "./safetensors.ts";
+import { tensorsForLayers } from "./shard.ts";
+import type { LayerRange, ModelStage } from "./stage.ts";
+import { checkLayerRange } from "./stage.ts";
 
 export interface CausalLM {
   readonly config: ModelConfig;
@@ -43,8 +46,14 @@ function aliases(config: ModelConfig, name: string): string[] {
   return config.modelType === "gpt2" ? gpt2Aliases(name) : llamaAliases(name);
 }
 
-function build(config: ModelConfig, params: Map<string, tf.Variable>): CausalLM {
-  return config.modelType === "gpt2" ? new GPT2Model(config, params) : new LlamaModel(config, params);
+function build(
+  config: ModelConfig,
+  params: Map<string, tf.Variable>,
+  range?: LayerRange,
+): CausalLM & ModelStage {
+  return config.modelType === "gpt2"
+    ? new GPT2Model(config, params, range)
+    : new LlamaModel(config, params, range);
 }
 
 function toConfig(config: ModelConfig | Record<string, unknown>): ModelConfig {
@@ -97,10 +106,39 @@ export async function loadConfig(dir: string): Promise<ModelConfig> {
 /** Loads a Hugging Face model directory: config.json plus model.safetensors (or a sharded index). */
 export async function loadModel(dir: string): Promise<CausalLM> {
   const config = await loadConfig(dir);
+  return build(config, await loadParams(dir, config, parameterSpecs(config)));
+}
+
+/** The weights a stage running `range` holds, in checkpoint order. */
+export function stageParameterSpecs(config: ModelConfig, range: LayerRange): ParamSpec[] {
+  checkLayerRange(range, config.numLayers);
+  const specs = parameterSpecs(config);
+  const names = specs.map((s) => s.name);
+  const needed = new Set(tensorsForLayers(names, range.firstLayer, range.lastLayer, config.numLayers));
+  return specs.filter((s) => needed.has(s.name));
+}
+
+/**
+ * Loads the stage of a model directory that runs blocks `range.firstLayer..range.lastLayer`: reads
+ * only the tensors that range needs (those blocks, the embeddings for the first stage, the final
+ * norm and head for the last), one positional read each, so the checkpoint may lack every other
+ * tensor's bytes (a node that fetched only `chunksForLayers`' chunks). Bad ranges: ModelError LAYER_RANGE.
+ */
+export async function loadModelStage(dir: string, range: LayerRange): Promise<ModelStage> {
+  const config = await loadConfig(dir);
+  const specs = stageParameterSpecs(config, range);
+  return build(config, await loadParams(dir, config, specs), range);
+}
+
+async function loadParams(
+  dir: string,
+  config: ModelConfig,
+  specs: ParamSpec[],
+): Promise<Map<string, tf.Variable>> {
   const checkpoint = await openCheckpoint(dir);
   const params = new Map<string, tf.Variable>();
   try {
-    for (const spec of parameterSpecs(config)) {
+    for (const spec of specs) {
       const found = aliases(config, spec.name).find((n) => checkpoint.tensors.has(n));
       if (found === undefined) {
         throw new ModelError("WEIGHTS_MISSING", `checkpoint has no tensor ${spec.name}`, {
@@ -125,7 +163,7 @@ export async function loadModel(dir: string): Promise<CausalLM> {
   } finally {
     await checkpoint.close();
   }
-  return build(config, params);
+  return params;
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   verifyMerkleProof,
 } from "@deepshard/protocol";
 import { type Checkpoint, INDEX_FILE, openCheckpoint, SINGLE_FILE } from "./safetensors.ts";
+import { isLayerRange } from "./stage.ts";
 
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
 /** Bounds on manifests from peers: 16 Mi chunks (the wire's limit) of at most 1 GiB. */
@@ -641,13 +642,7 @@ export function tensorsForLayers(
   last: number,
   numLayers: number = countLayers(names),
 ): string[] {
-  if (
-    !Number.isSafeInteger(first) ||
-    !Number.isSafeInteger(last) ||
-    first < 0 ||
-    last < first ||
-    last >= numLayers
-  ) {
+  if (!isLayerRange(first, last, numLayers)) {
     throw new ShardError("INVALID_PLACEMENT", `layer range ${first}..${last} is outside 0..${numLayers - 1}`);
   }
   const isFirst = first === 0;
