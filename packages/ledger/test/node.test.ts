@@ -6,15 +6,26 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { encodeConsensusMessage, sign, signingBytes } from "@deepshard/protocol";
+import { createHost, gossipTopic, type Host } from "@deepshard/protocol/host";
 import { afterEach, describe, expect, it } from "vitest";
 import { type LedgerNode, MempoolError, type NodeOptions, startNode } from "../src/index.ts";
 import { toHex } from "../src/state/hashing.ts";
-import { accountKey, devnetGenesis, LOOPBACK_TIMEOUTS, transfer, validatorKey } from "./fixtures/devnet.ts";
+import {
+  accountKey,
+  DEVNET_CHAIN,
+  devnetGenesis,
+  LOOPBACK_TIMEOUTS,
+  transfer,
+  validatorKey,
+} from "./fixtures/devnet.ts";
 
 const open: LedgerNode[] = [];
+const hosts: Host[] = [];
 const dirs: string[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((n) => n.stop()));
+  await Promise.all(hosts.splice(0).map((h) => h.stop()));
   await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
 
@@ -38,8 +49,11 @@ function balanceOf(node: LedgerNode, key: Uint8Array): bigint {
   return node.state.tables.accounts.get(toHex(key))?.balance ?? 0n;
 }
 
-async function network(count: number, dataDirs: (string | undefined)[] = []): Promise<LedgerNode[]> {
-  const genesis = devnetGenesis(count, 8);
+async function network(
+  count: number,
+  dataDirs: (string | undefined)[] = [],
+  genesis = devnetGenesis(count, 8),
+): Promise<LedgerNode[]> {
   const nodes: LedgerNode[] = [];
   for (let i = 0; i < count; i++) {
     nodes.push(
@@ -137,5 +151,49 @@ describe("ledger node", () => {
     const roots = await Promise.all([...nodes.slice(0, 3), again].map((n) => rootAt(n, target)));
     expect(new Set(roots).size).toBe(1);
     expect(again.consensus.errors).toEqual([]);
+  });
+
+  it("a validator that double-signs is reported in an evidence transaction and tombstoned", async () => {
+    const nodes = await network(3, [], devnetGenesis(4, 8));
+    // Validator 3 is not running; its key signs two different prevotes for the height being decided.
+    const culprit = validatorKey(3);
+    const attacker = await createHost();
+    hosts.push(attacker);
+    for (const n of nodes) await attacker.dial(n.addresses()[0]!);
+    const topic = gossipTopic(DEVNET_CHAIN, "consensus");
+    attacker.subscribe(
+      topic,
+      () => "accept",
+      () => {},
+    );
+    const address = toHex(culprit.publicKey);
+    const tombstoned = (n: LedgerNode) => n.state.tables.validators.get(address)?.tombstoned === true;
+    const deadline = Date.now() + 30_000;
+    for (let k = 0; !nodes.every(tombstoned) && Date.now() < deadline; k++) {
+      const height = nodes[0]!.consensus.height;
+      for (const fill of [k * 2 + 1, k * 2 + 2]) {
+        const payload = {
+          v: 1 as const,
+          type: "prevote" as const,
+          chainId: DEVNET_CHAIN,
+          height,
+          round: 0,
+          blockHash: new Uint8Array(32).fill(fill % 256),
+        };
+        const vote = {
+          payload,
+          signer: culprit.publicKey,
+          signature: sign(culprit.secretKey, signingBytes(payload)),
+        };
+        await attacker.publish(topic, encodeConsensusMessage({ v: 1, type: "vote", vote }));
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    for (const n of nodes) expect(tombstoned(n)).toBe(true);
+    // Slashed: less than the genesis bond is left.
+    expect(nodes[0]!.state.tables.validators.get(address)!.bonded).toBeLessThan(1_000_000n);
+    const common = Math.min(...nodes.map((n) => n.height));
+    const roots = await Promise.all(nodes.map((n) => rootAt(n, common)));
+    expect(new Set(roots).size).toBe(1);
   });
 });

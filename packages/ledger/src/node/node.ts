@@ -6,9 +6,11 @@
  * embedded default: it commits blocks alone, one per block interval, and needs no network.
  */
 import {
+  DeepshardError,
   keyPairFromSecret,
   libp2pPrivateKey,
   type SignedTx,
+  type SignedVote,
   sign,
   signingBytes,
   type TxPayload,
@@ -59,6 +61,12 @@ export interface NodeOptions {
   /** Gossipsub heartbeat; tests shorten it to form meshes quickly. */
   heartbeatIntervalMs?: number | undefined;
   logger?: HostLogger | undefined;
+}
+
+export type NodeErrorCode = "NO_NETWORK" | "TIMEOUT";
+
+export class NodeError extends DeepshardError<NodeErrorCode> {
+  override name = "NodeError";
 }
 
 /** A transport for a node without a network: nobody to send to, nobody asks. */
@@ -227,7 +235,7 @@ export class LedgerNode {
   }
 
   async dial(address: string): Promise<void> {
-    if (!this.host) throw new Error("this node has no network");
+    if (!this.host) throw new NodeError("NO_NETWORK", "this node runs without a network");
     await this.host.dial(address);
   }
 
@@ -256,7 +264,11 @@ export class LedgerNode {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         off();
-        reject(new Error(`height ${height} not reached in ${timeoutMs} ms (at ${this.height})`));
+        reject(
+          new NodeError("TIMEOUT", `height ${height} not reached in ${timeoutMs} ms`, {
+            meta: { height, timeoutMs, at: this.height },
+          }),
+        );
       }, timeoutMs);
       const off = this.onCommit((c) => {
         if (c.height < height) return;
@@ -275,8 +287,8 @@ export class LedgerNode {
       chainId: this.chain.genesis.chainId,
       nonce: this.nextNonce(this.publicKey),
       fee: this.chain.genesis.params.minFee,
-      voteA: evidence.voteA as never,
-      voteB: evidence.voteB as never,
+      voteA: evidence.voteA as SignedVote,
+      voteB: evidence.voteB as SignedVote,
     };
     try {
       this.submit({
