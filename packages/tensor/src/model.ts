@@ -122,7 +122,8 @@ export function stageParameterSpecs(config: ModelConfig, range: LayerRange): Par
  * Loads the stage of a model directory that runs blocks `range.firstLayer..range.lastLayer`: reads
  * only the tensors that range needs (those blocks, the embeddings for the first stage, the final
  * norm and head for the last), one positional read each, so the checkpoint may lack every other
- * tensor's bytes (a node that fetched only `chunksForLayers`' chunks). Bad ranges: ModelError LAYER_RANGE.
+ * tensor's bytes (a node that fetched only `chunksForLayers`' chunks) and, when sharded, every shard
+ * file holding none of its tensors. Bad ranges: ModelError LAYER_RANGE.
  */
 export async function loadModelStage(dir: string, range: LayerRange): Promise<ModelStage> {
   const config = await loadConfig(dir);
@@ -135,7 +136,8 @@ async function loadParams(
   config: ModelConfig,
   specs: ParamSpec[],
 ): Promise<Map<string, tf.Variable>> {
-  const checkpoint = await openCheckpoint(dir);
+  const wanted = new Set(specs.flatMap((s) => aliases(config, s.name)));
+  const checkpoint = await openCheckpoint(dir, { select: (name) => wanted.has(name) });
   const params = new Map<string, tf.Variable>();
   try {
     for (const spec of specs) {

@@ -942,14 +942,22 @@ async function isFile(path: string): Promise<boolean> {
   );
 }
 
+export interface OpenCheckpointOptions {
+  /**
+   * Of a sharded checkpoint, open only the shard files holding a tensor this accepts (a pipeline
+   * stage needs some shards only, and may lack the others); `tensors` then lists those files' tensors.
+   */
+  select?: (tensor: string) => boolean;
+}
+
 /**
  * Opens a checkpoint directory (index first, then `model.safetensors`), or a `.safetensors` file path.
  * Every tensor of the weight map must exist in the file it names.
  */
-export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+export async function openCheckpoint(dir: string, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
   if (dir.endsWith(".safetensors") && (await isFile(dir))) return single(dirname(dir), basename(dir));
   const indexPath = join(dir, INDEX_FILE);
-  if (await isFile(indexPath)) return sharded(dir, indexPath);
+  if (await isFile(indexPath)) return sharded(dir, indexPath, options.select);
   if (await isFile(join(dir, SINGLE_FILE))) return single(dir, SINGLE_FILE);
   fail("NO_CHECKPOINT", `no ${SINGLE_FILE} or ${INDEX_FILE} in ${dir}`, { meta: { dir } });
 }
@@ -963,7 +971,11 @@ async function single(dir: string, file: string): Promise<Checkpoint> {
 
 const INDEX_LIMIT = 64 << 20;
 
-async function sharded(dir: string, indexPath: string): Promise<Checkpoint> {
+async function sharded(
+  dir: string,
+  indexPath: string,
+  select: (tensor: string) => boolean = () => true,
+): Promise<Checkpoint> {
   const weightMap = new Map<string, string>();
   let indexMetadata: Record<string, unknown> = {};
   {
@@ -1004,13 +1016,15 @@ async function sharded(dir: string, indexPath: string): Promise<Checkpoint> {
       weightMap.set(name, file);
     }
   }
+  const needed = new Set([...weightMap].filter(([name]) => select(name)).map(([, file]) => file));
   const files = new Map<string, SafetensorsFile>();
   try {
     for (const file of weightMap.values()) {
-      if (!files.has(file)) files.set(file, await SafetensorsFile.open(join(dir, file)));
+      if (needed.has(file) && !files.has(file)) files.set(file, await SafetensorsFile.open(join(dir, file)));
     }
     const tensors = new Map<string, CheckpointTensorInfo>();
     for (const [name, file] of weightMap) {
+      if (!files.has(file)) continue;
       const info = files.get(file)!.tensors.get(name);
       if (!info) {
         fail("INVALID_INDEX", `${INDEX_FILE} maps "${name}" to ${file}, which has no such tensor`, {

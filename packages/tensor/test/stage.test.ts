@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
@@ -17,7 +17,7 @@ import {
   saveModel,
   stageParameterSpecs,
 } from "../src/model.ts";
-import { openCheckpoint, writeCheckpoint } from "../src/safetensors.ts";
+import { type Checkpoint, INDEX_FILE, openCheckpoint, writeCheckpoint } from "../src/safetensors.ts";
 import { ChunkedWeights, chunkLocation, chunksForLayers } from "../src/shard.ts";
 import type { LayerRange, ModelStage } from "../src/stage.ts";
 import { decodeHiddenStates, encodeHiddenStates } from "../src/stage.ts";
@@ -111,6 +111,25 @@ function runChain(stages: ModelStage[], ids: number[][], caches?: KVCache[], wir
   const out = x.dataSync() as Float32Array;
   x.dispose();
   return out;
+}
+
+/** Writes config.json and the tensors `names` of `source` as a checkpoint in `to`. */
+async function copyModel(
+  from: string,
+  source: Checkpoint,
+  names: string[],
+  to: string,
+  maxShardBytes?: number,
+): Promise<string[]> {
+  await mkdir(to, { recursive: true });
+  await copyFile(join(from, "config.json"), join(to, "config.json"));
+  const entries = names.map((name) => ({
+    name,
+    dtype: "F32" as const,
+    shape: source.info(name).shape,
+    data: () => source.readF32(name),
+  }));
+  return writeCheckpoint(to, entries, maxShardBytes === undefined ? {} : { maxShardBytes });
 }
 
 function fullLogits(model: CausalLM, ids: number[][]): Float32Array {
@@ -222,17 +241,7 @@ describe.each(cases)("$name", ({ id, dir: modelDir, layers }) => {
       for (const [i, range] of ranges.entries()) {
         const names = stageParameterSpecs(config, range).map((s) => s.name);
         const part = join(dir, `${id}-part-${i}`);
-        await mkdir(part, { recursive: true });
-        await copyFile(join(modelDir(), "config.json"), join(part, "config.json"));
-        await writeCheckpoint(
-          part,
-          names.map((name) => ({
-            name,
-            dtype: "F32" as const,
-            shape: source.info(name).shape,
-            data: () => source.readF32(name),
-          })),
-        );
+        await copyModel(modelDir(), source, names, part);
         // The copy really lacks the rest: the full model cannot load from it.
         await expect(loadModel(part)).rejects.toMatchObject({ code: "WEIGHTS_MISSING" });
         const stage = await loadModelStage(part, range);
@@ -293,6 +302,46 @@ describe.each(cases)("$name", ({ id, dir: modelDir, layers }) => {
       expect(maxAbsDiff(runChain(stages, ids), fullLogits(full, ids))).toBeLessThanOrEqual(1e-5);
     } finally {
       await source.close();
+      for (const s of stages) s.dispose();
+    }
+  });
+});
+
+describe("sharded checkpoints", () => {
+  it("a stage opens only the shard files holding its tensors; the others may be absent", async () => {
+    const source = join(dir, "llama-4");
+    const sharded = join(dir, "llama-4-sharded");
+    const config = await loadConfig(source);
+    const ckpt = await openCheckpoint(source);
+    try {
+      const files = await copyModel(source, ckpt, [...ckpt.tensors.keys()], sharded, 16_000);
+      expect(files.length).toBeGreaterThan(8);
+    } finally {
+      await ckpt.close();
+    }
+    const full = await loadModel(sharded);
+    const ranges = split(4, [1, 3]);
+    const stages: ModelStage[] = [];
+    try {
+      const { weight_map: map } = JSON.parse(await readFile(join(sharded, INDEX_FILE), "utf8")) as {
+        weight_map: Record<string, string>;
+      };
+      for (const range of ranges) {
+        const part = join(dir, `llama-4-sharded-${range.firstLayer}`);
+        await mkdir(part);
+        const keep = new Set(stageParameterSpecs(config, range).map((s) => map[s.name]!));
+        expect(keep.size).toBeLessThan(new Set(Object.values(map)).size);
+        for (const file of [...keep, INDEX_FILE, "config.json"])
+          await copyFile(join(sharded, file), join(part, file));
+        await expect(loadModel(part)).rejects.toMatchObject({ code: "IO" });
+        stages.push(await loadModelStage(part, range));
+      }
+      const ids = tokenIds(config.vocabSize, 2, 8, 7);
+      expect(maxAbsDiff(runChain(stages, ids, undefined, true), fullLogits(full, ids))).toBeLessThanOrEqual(
+        1e-5,
+      );
+    } finally {
+      full.dispose();
       for (const s of stages) s.dispose();
     }
   });
