@@ -22,7 +22,7 @@ export interface ProbeSizes {
   trigger: number;
 }
 
-export const DEFAULT_PROBE_SIZES: ProbeSizes = { batch: 12, heldOut: 12, generic: 8, trigger: 8 };
+export const DEFAULT_PROBE_SIZES: ProbeSizes = { batch: 10, heldOut: 10, generic: 8, trigger: 8 };
 
 /**
  * Picks the probes from each pool with an RNG seeded by the beacon (a block hash after the commit

@@ -61,7 +61,7 @@ export const DEFAULT_THRESHOLDS: VerdictThresholds = {
   unchanged: 0.01,
   shortUpdate: 0.88,
   tooFar: 2.5,
-  predictionsDiverge: 1.25,
+  predictionsDiverge: 1.15,
   improvement: 0.9,
   membershipGap: 0.25,
   copy: 0.3,
