@@ -18,6 +18,7 @@ import {
   initBackend,
   type ShardManifest,
   saveModel,
+  train,
 } from "@deepshard/tensor";
 import { ChunkStore } from "../src/node/blobs/index.ts";
 import { defaultConfig, type NodeConfig, type Role } from "../src/node/config.ts";
@@ -75,6 +76,14 @@ export async function makeWeightsNetwork(
     await saveModel(model, genesisDir);
   } finally {
     model.dispose();
+  }
+  // The first training in a process compiles the backend's kernels (seconds on a busy machine):
+  // done here, so the trainers' first round fits its commit window.
+  const warm = createModel(config, { seed: "warm-up" });
+  try {
+    await train(warm, [{ tokens: Array.from({ length: 24 }, (_, i) => i) }], { steps: 1, batchSize: 1 });
+  } finally {
+    warm.dispose();
   }
   // Chunked once to learn the weights id; nodes seeded with it import the same folder.
   const scratch = await ChunkStore.open(join(dir, "scratch"));

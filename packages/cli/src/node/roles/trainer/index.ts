@@ -172,13 +172,16 @@ export class TrainerService implements RoleService {
     const height = meta.height;
     const mine = round.trainers[this.#me];
     const entry = this.#journal!.get(round.id);
+    // A node catching up after a restart sees old rounds as open: it acts once it is current.
+    const current = Date.now() - meta.time < Math.max(5_000, 5 * ctx.config.blockIntervalMs);
     if (!mine) {
       // The next block is the last one that can include a commitment.
       if (height >= round.commitEnd) return;
       if (!entry) {
-        if (!this.#jobRun) this.#startJob(round);
+        if (!this.#jobRun && current) this.#startJob(round);
         return;
       }
+      if (!current) return;
       await this.#send(`commit:${round.id}`, height, async () => {
         const commitment = trainingCommitment(fromHex(entry.weightsId), fromHex(entry.salt));
         const hash = await ctx.send({ type: "training.commit", round: round.id, commitment });
@@ -188,7 +191,7 @@ export class TrainerService implements RoleService {
       });
       return;
     }
-    if (mine.weightsId === "" && height >= round.commitEnd && height < round.revealEnd && entry) {
+    if (current && mine.weightsId === "" && height >= round.commitEnd && height < round.revealEnd && entry) {
       await this.#send(`reveal:${round.id}`, height, async () => {
         const hash = await ctx.send({
           type: "training.reveal",
