@@ -6,7 +6,9 @@ import { registerKeys } from "./keys/index.ts";
 import { registerLedger } from "./ledger/index.ts";
 import { registerModel } from "./model/index.ts";
 import { registerNode } from "./node/index.ts";
+import { registerTrainer } from "./trainer/index.ts";
 import { registerValidator } from "./validator/index.ts";
+import { registerWeights } from "./weights/index.ts";
 
 /** Every subcommand registers itself on the program; add new ones here. */
 export const commands: Array<(program: Command) => void> = [
@@ -18,4 +20,6 @@ export const commands: Array<(program: Command) => void> = [
   registerLedger,
   registerValidator,
   registerInformant,
+  registerTrainer,
+  registerWeights,
 ];

@@ -1,0 +1,215 @@
+/**
+ * The weights routes of a running node (trainer, storage and inference roles), for the CLI and
+ * for scripts:
+ *
+ *   const weights = new WeightsClient("http://127.0.0.1:26680");
+ *   const { price, canonicalWeightsId } = await weights.overview();
+ *   await weights.fetch();                                   // after `weights buy`
+ *   const job = await weights.waitForFetch(canonicalWeightsId, (j) => console.log(j.chunksDone));
+ *   const { text } = await weights.generate({ prompt: "Seven plus five is" });
+ *   await weights.close();
+ *
+ * A refusal by the node is a ClientError with the node's code (NO_LICENSE, NO_MODEL, …); a route
+ * of a role the node does not run is ROLE_NOT_RUNNING.
+ */
+import { Agent, request } from "undici";
+import { ClientError } from "../../client.ts";
+import type { FetchJob } from "../inference/index.ts";
+
+export interface WeightsOverview {
+  height: number;
+  canonicalWeightsId: string;
+  genesisWeightsId: string;
+  price: bigint;
+  accumulatedValue: bigint;
+  history: { weightsId: string; round: number; height: number; index: number }[];
+}
+
+export interface WeightsInspection {
+  weightsId: string;
+  canonical: boolean;
+  record: { index: number; weightsId: string; round: number; height: number } | null;
+  chunkCount: number | null;
+  licensed: boolean;
+  holders: {
+    peerId: string;
+    address: string;
+    roles: string[];
+    chunks: number;
+    self: boolean;
+    ageMs: number;
+  }[];
+  replication: {
+    target: number;
+    min: number;
+    underReplicated: number;
+    missing: number;
+    storageSet: string[];
+    placed: number;
+  } | null;
+}
+
+export interface InferenceStatus {
+  address: string;
+  canonicalWeightsId: string;
+  price: bigint;
+  licenses: { weightsId: string; price: bigint; height: number }[];
+  fetches: FetchJob[];
+  model: { weightsId: string } | null;
+}
+
+export interface GenerateRequest {
+  prompt: string;
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  weightsId?: string;
+}
+
+export interface GenerateResponse {
+  weightsId: string;
+  text: string;
+  tokens: number;
+  finishReason: "stop" | "length";
+  seed: number;
+  node: string;
+}
+
+const AMOUNTS = new Set(["price", "accumulatedValue", "balance", "stake"]);
+
+function revive(key: string, value: unknown): unknown {
+  return AMOUNTS.has(key) && typeof value === "string" && /^[0-9]+$/.test(value) ? BigInt(value) : value;
+}
+
+const ROLE_OF: [string, string][] = [
+  ["/trainer/", "trainer"],
+  ["/inference/", "inference"],
+  ["/weights", "trainer, storage or inference"],
+];
+
+export class WeightsClient {
+  readonly url: string;
+  readonly #agent = new Agent({ keepAliveTimeout: 1_000, connections: 2 });
+  readonly #timeoutMs: number;
+
+  constructor(url: string, options: { timeoutMs?: number } = {}) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ClientError(0, "BAD_API_URL", `not a URL: ${url}`);
+    }
+    this.url = parsed.origin;
+    this.#timeoutMs = options.timeoutMs ?? 120_000;
+  }
+
+  overview(): Promise<WeightsOverview> {
+    return this.#call("GET", "/weights");
+  }
+
+  inspect(weightsId: string): Promise<WeightsInspection> {
+    return this.#call("GET", `/weights/${encodeURIComponent(weightsId)}`);
+  }
+
+  trainerStatus(): Promise<Record<string, unknown>> {
+    return this.#call("GET", "/trainer/status");
+  }
+
+  inferenceStatus(): Promise<InferenceStatus> {
+    return this.#call("GET", "/inference/status");
+  }
+
+  /** Starts (or joins) fetching `weightsId` (default: canonical); `out` also receives a copy. */
+  fetch(options: { weightsId?: string | undefined; out?: string | undefined } = {}): Promise<FetchJob> {
+    const body: Record<string, string> = {};
+    if (options.weightsId) body.weightsId = options.weightsId;
+    if (options.out) body.out = options.out;
+    return this.#call("POST", "/inference/fetch", JSON.stringify(body));
+  }
+
+  /** Polls until the fetch of `weightsId` is done; a failed fetch is a ClientError with its code. */
+  async waitForFetch(
+    weightsId: string,
+    onProgress?: (job: FetchJob) => void,
+    options: { timeoutMs?: number; pollMs?: number } = {},
+  ): Promise<FetchJob> {
+    const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000);
+    for (;;) {
+      const job = (await this.inferenceStatus()).fetches.find((j) => j.weightsId === weightsId);
+      if (!job) throw new ClientError(404, "NO_FETCH", `the node is not fetching weights ${weightsId}`);
+      onProgress?.(job);
+      if (job.state === "done") return job;
+      if (job.state === "failed") {
+        throw new ClientError(
+          200,
+          job.error?.code ?? "FETCH_FAILED",
+          job.error?.message ?? "the fetch failed",
+          {
+            details: job.error?.details,
+          },
+        );
+      }
+      if (Date.now() > deadline)
+        throw new ClientError(0, "FETCH_TIMEOUT", `weights ${weightsId} not fetched in time`);
+      await new Promise((r) => setTimeout(r, options.pollMs ?? 200));
+    }
+  }
+
+  generate(req: GenerateRequest): Promise<GenerateResponse> {
+    return this.#call("POST", "/inference/generate", JSON.stringify(req));
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+
+  async #call<T>(method: "GET" | "POST", path: string, body?: string): Promise<T> {
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(`${this.url}${path}`, {
+        method,
+        dispatcher: this.#agent,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+        ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } }),
+      });
+    } catch (cause) {
+      throw new ClientError(0, "NODE_UNREACHABLE", `cannot reach the node at ${this.url}`, {
+        details: "is `deepshard node start` running? pass --api <url> or set DEEPSHARD_API",
+        cause,
+      });
+    }
+    const text = await res.body.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text, revive);
+    } catch (cause) {
+      throw new ClientError(res.statusCode, "BAD_RESPONSE", `the node answered ${path} with invalid JSON`, {
+        cause,
+      });
+    }
+    if (res.statusCode >= 400) {
+      const error = (json as { error?: { code?: string; message?: string; details?: string } }).error ?? {};
+      if (res.statusCode === 404 && error.code === "NOT_FOUND") {
+        const role = ROLE_OF.find(([prefix]) => path.startsWith(prefix))?.[1] ?? "needed";
+        throw new ClientError(
+          404,
+          "ROLE_NOT_RUNNING",
+          `the node at ${this.url} does not run the ${role} role`,
+          {
+            details: "start it with that role: deepshard node start --roles …",
+          },
+        );
+      }
+      throw new ClientError(
+        res.statusCode,
+        error.code ?? `HTTP_${res.statusCode}`,
+        error.message ?? `the node answered ${method} ${path} with HTTP ${res.statusCode}`,
+        error.details ? { details: error.details } : {},
+      );
+    }
+    return json as T;
+  }
+}
