@@ -28,5 +28,7 @@ export {
   InformantService,
   type SubmissionView,
 } from "./node/roles/informant/index.ts";
+export { WeightsClient } from "./node/roles/storage/client.ts";
+export { chunkModel, importModel } from "./node/roles/storage/models.ts";
 export type { NodeLedger, RoleContext, RoleFactory, RoleService } from "./node/service.ts";
 export { signTx, type TxBody } from "./node/tx.ts";

@@ -5,9 +5,11 @@
  * after a restart, its weights are fetchable by weights id, and the validator's verdicts settle
  * the round (honest rewarded and canonical, dishonest slashed).
  */
+import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { Round } from "@deepshard/ledger";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../src/node/daemon.ts";
@@ -135,6 +137,26 @@ describe("the trainer role", () => {
       canonical: true,
     });
     expect(outcome(dishonest)).toMatchObject({ outcome: "slashed" });
+
+    // `deepshard trainer status` shows the round and its outcome.
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      join(import.meta.dirname, "..", "bin", "deepshard.js"),
+      "trainer",
+      "status",
+      "--json",
+      "--api",
+      honest.daemon.apiUrl,
+    ]);
+    const status = JSON.parse(stdout);
+    expect(status).toMatchObject({ behaviour: "honest", activeRound: null });
+    expect(status.rounds).toContainEqual(
+      expect.objectContaining({
+        round: id,
+        weightsId: trained.weightsId,
+        outcome: "rewarded",
+        canonical: true,
+      }),
+    );
 
     // The storage node takes the new canonical weights.
     await until(
