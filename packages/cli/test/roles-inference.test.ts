@@ -121,6 +121,12 @@ describe("the inference role and the weights commands", () => {
     for (const h of holders) expect(h.chunks).toBeGreaterThan(0);
     expect(holders.reduce((n, h) => n + h.chunks, 0)).toBe(chunkCount);
     expect((await readdir(out)).sort()).toEqual(["config.json", "model.safetensors"]);
+    const metrics = await (await fetch(`${inference.daemon.apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(
+      new RegExp(
+        `deepshard_chunk_transfers_total\\{[^}]*direction="received"[^}]*outcome="ok"[^}]*\\} ${chunkCount}\n`,
+      ),
+    );
 
     const client = new WeightsClient(inference.daemon.apiUrl);
     try {

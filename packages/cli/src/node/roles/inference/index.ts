@@ -23,7 +23,7 @@ import type { FetchProgress } from "../../blobs/index.ts";
 import type { NodeConfig } from "../../config.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
 import { type DirectoryOptions, WeightsDirectory } from "../storage/directory.ts";
-import { ModelCache } from "../storage/models.ts";
+import { countReceived, ModelCache } from "../storage/models.ts";
 import { registerWeightsRoutes } from "../storage/routes.ts";
 
 export interface InferenceOptions extends DirectoryOptions {}
@@ -169,6 +169,7 @@ export class InferenceService implements RoleService {
         job.dir = model.dir;
         job.source = model.source;
         if (model.source === "peers") job.peers = model.peers;
+        countReceived(ctx.metrics, model.peers);
         job.chunksTotal = model.manifest.chunkCount;
         job.chunksDone = model.manifest.chunkCount;
         job.bytesTotal = model.manifest.totalSize;

@@ -19,7 +19,7 @@ import { placeChunks, repairPlan, type ShardManifest } from "@deepshard/tensor";
 import type { NodeConfig } from "../../config.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
 import { type DirectoryOptions, inRanges, REPLICATION, WeightsDirectory } from "./directory.ts";
-import { ModelCache } from "./models.ts";
+import { countReceived, ModelCache } from "./models.ts";
 import { registerWeightsRoutes } from "./routes.ts";
 
 export interface StorageOptions extends DirectoryOptions {}
@@ -160,9 +160,14 @@ export class StorageService implements RoleService {
         if (list.length > 0) holders.set(i, list);
       }
       if (holders.size > 0) {
-        await ctx.stores.blobClient.fetchChunksInto(ctx.stores.chunks, manifest, holders.keys(), holders, {
-          signal: ctx.signal,
-        });
+        const peers = await ctx.stores.blobClient.fetchChunksInto(
+          ctx.stores.chunks,
+          manifest,
+          holders.keys(),
+          holders,
+          { signal: ctx.signal },
+        );
+        countReceived(ctx.metrics, peers);
         ctx.events.emit({ type: "storage.stored", weightsId, chunks: holders.size });
         directory.announceSoon();
       }

@@ -15,9 +15,19 @@ import {
   type ShardManifest,
   validateManifest,
 } from "@deepshard/tensor";
-import type { BlobClient, ChunkStore, FetchProgress } from "../../blobs/index.ts";
+import type { BlobClient, ChunkStore, FetchProgress, PeerStats } from "../../blobs/index.ts";
 import { BlobError } from "../../blobs/index.ts";
+import type { NodeMetrics } from "../../metrics.ts";
 import type { WeightsDirectory } from "./directory.ts";
+
+/** Adds a fetch's per-peer counts to the node's chunk-transfer metrics. */
+export function countReceived(metrics: NodeMetrics, peers: Record<string, PeerStats>): void {
+  for (const s of Object.values(peers)) {
+    if (s.chunks > 0) metrics.chunkTransfers.inc({ direction: "received", outcome: "ok" }, s.chunks);
+    if (s.failures > 0) metrics.chunkTransfers.inc({ direction: "received", outcome: "failed" }, s.failures);
+    if (s.bytes > 0) metrics.chunkBytes.inc({ direction: "received" }, s.bytes);
+  }
+}
 
 /** The files a model's weights id covers: its config (so a fetched folder loads) and its weights. */
 export async function modelChunkFiles(dir: string): Promise<string[]> {

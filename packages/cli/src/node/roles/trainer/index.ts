@@ -22,7 +22,7 @@ import { ApiError } from "../../api.ts";
 import type { NodeConfig } from "../../config.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
 import { type DirectoryOptions, WeightsDirectory } from "../storage/directory.ts";
-import { ModelCache } from "../storage/models.ts";
+import { countReceived, ModelCache } from "../storage/models.ts";
 import { registerWeightsRoutes } from "../storage/routes.ts";
 import { type RoundEntry, TrainerJournal, type TrainerOutcome } from "./journal.ts";
 import { roundExamples, roundTrainOptions } from "./recipe.ts";
@@ -266,6 +266,7 @@ export class TrainerService implements RoleService {
       throw new ApiError(409, "TRAINER_FUNDS", `balance ${balance} cannot stake ${params.training.stake}`);
     }
     const base = await this.#cache!.ensure(round.baseWeightsId, { signal: ctx.signal });
+    countReceived(ctx.metrics, base.peers);
     const blobs = await this.#fetchBatch(round);
     let dir = base.dir;
     let examples = 0;
