@@ -15,7 +15,7 @@
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { type Round, trainingCommitment } from "@deepshard/ledger";
-import { peerIdFromAccount } from "@deepshard/protocol";
+import { DeepshardError, peerIdFromAccount } from "@deepshard/protocol";
 import type { RequestTarget } from "@deepshard/protocol/host";
 import { ChunkedWeights, initBackend, loadModel, saveModel, tokenizerFor, train } from "@deepshard/tensor";
 import { ApiError } from "../../api.ts";
@@ -263,7 +263,9 @@ export class TrainerService implements RoleService {
     const params = state.tables.params.get("params")!;
     const balance = state.tables.accounts.get(this.#me)?.balance ?? 0n;
     if (balance < params.training.stake + params.minFee * 2n) {
-      throw new ApiError(409, "TRAINER_FUNDS", `balance ${balance} cannot stake ${params.training.stake}`);
+      throw new DeepshardError("TRAINER_FUNDS", `balance ${balance} cannot stake ${params.training.stake}`, {
+        details: "a trainer escrows the round's stake with its commitment",
+      });
     }
     const base = await this.#cache!.ensure(round.baseWeightsId, { signal: ctx.signal });
     countReceived(ctx.metrics, base.peers);
