@@ -16,7 +16,10 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI. Expected user errors print one line without a stack trace and exit 1. */
+/**
+ * Runs the CLI. Expected user errors print one line (`error: <what> (<details>)`) without a stack
+ * trace and exit 1; DEEPSHARD_DEBUG=1 adds the causes and the stack.
+ */
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
@@ -27,10 +30,17 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof DeepshardError) {
-      process.stderr.write(`error: ${err.message}\n`);
+      process.stderr.write(`${formatUserError(err)}\n`);
+      if (process.env.DEEPSHARD_DEBUG) process.stderr.write(`${err.stack}\n`);
       process.exitCode = 1;
       return;
     }
     throw err;
   }
+}
+
+/** One line: the short message, then the details in parentheses, white space folded. */
+export function formatUserError(err: DeepshardError): string {
+  const details = err.details?.replace(/\s+/g, " ").trim();
+  return `error: ${err.shortMessage}${details ? ` (${details})` : ""}`;
 }

@@ -20,7 +20,7 @@ function run(args: string[], env: Record<string, string> = { DEEPSHARD_PASSPHRAS
 function expectUserError(result: ReturnType<typeof run>, message: RegExp) {
   expect(result.status, result.stdout).toBe(1);
   expect(result.stderr.split("\n")[0]).toMatch(message);
-  expect(result.stderr).toMatch(/^error: /);
+  expect(result.stderr).toMatch(/^error: [^\n]*\n$/);
   expect(result.stderr).not.toMatch(/\bat .*\.ts:\d+/);
 }
 
@@ -75,7 +75,7 @@ describe("deepshard init", () => {
 
   it("refuses to overwrite an existing network without --force, and replaces it with --force", () => {
     const again = run(["init", "--chain-id", "alpha", "--data-dir", data]);
-    expectUserError(again, /^error: network alpha is already initialised in .*alpha$/);
+    expectUserError(again, /^error: network alpha is already initialised in .*alpha \(/);
     expect(again.stderr).toMatch(/pass --force/);
     const before = parseKeystore(readFileSync(join(data, "alpha", "keys", "node.key"), "utf8")).address;
 
