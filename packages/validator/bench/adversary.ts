@@ -1,6 +1,7 @@
 /** `npm run bench:validator`: the adversary benchmark as bench rows (see harness.ts and the README). */
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import { initBackend } from "@deepshard/tensor";
+import { BENCH_GENESIS } from "./genesis.ts";
 import { runBenchmark } from "./harness.ts";
 import { ROUND } from "./round.ts";
 
@@ -15,6 +16,7 @@ const adversaryBench: BenchModule = async (ctx) => {
     // Two replicas keep validation within 10% of a training run at this round's 65 submissions.
     references: Number(process.env.DEEPSHARD_BENCH_REFERENCES ?? 2),
     round: { ...ROUND, seed: process.env.DEEPSHARD_BENCH_SEED ?? ROUND.seed },
+    genesis: process.env.DEEPSHARD_BENCH_GENESIS === "full" ? {} : BENCH_GENESIS,
     replayed: 3,
     segments: 8,
     log: ctx.log,
@@ -22,6 +24,8 @@ const adversaryBench: BenchModule = async (ctx) => {
   const rows: BenchRow[] = [];
   const row = (metric: string, value: number, unit: string, target?: string, pass?: boolean) =>
     rows.push({ package: "validator", metric, value, unit, target, pass });
+  row("genesis model parameters", r.genesis.parameterCount, "");
+  row("genesis held-out loss", r.genesis.heldOutLoss, "nats/byte");
   row("honest models rejected", r.honestRejected, `of ${r.honest}`, "0", r.honestRejected === 0);
   for (const c of r.classes) {
     const caught = c.rejected / c.instances;

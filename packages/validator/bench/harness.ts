@@ -5,10 +5,11 @@
  * class and what validation cost next to one training run.
  */
 import { type CausalLM, modelFromWeights, readWeights, weightsDigest } from "@deepshard/tensor";
+import { ValidatorError } from "../src/errors.ts";
 import { drawProbes, fingerprint } from "../src/fingerprint.ts";
 import { judgeRound, type ModelSubmission, type Verdict, type VerdictThresholds } from "../src/judge.ts";
 import { type Checkpoint, chooseSegment, replaySegment, trainWithTranscript } from "../src/replay.ts";
-import { GENESIS, type GenesisRecipe, genesisModel } from "./genesis.ts";
+import { BENCH_GENESIS, type GenesisInfo, type GenesisRecipe, genesisModel } from "./genesis.ts";
 import {
   ADVERSARIES,
   type Adversary,
@@ -33,6 +34,7 @@ export interface BenchOptions {
   perClass: number;
   references: number;
   classes?: readonly Adversary[];
+  /** Overrides of the tensor package's genesis recipe. */
   genesis?: GenesisRecipe;
   round?: RoundRecipe;
   thresholds?: Partial<VerdictThresholds>;
@@ -55,6 +57,7 @@ export interface ClassResult {
 }
 
 export interface BenchResult {
+  genesis: GenesisInfo;
   classes: ClassResult[];
   honest: number;
   honestRejected: number;
@@ -95,7 +98,12 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   const log = options.log ?? (() => {});
   const recipe = options.round ?? ROUND;
   const classes = options.classes ?? ADVERSARIES;
-  const base = await genesisModel(options.genesis ?? GENESIS, log);
+  const { model: base, info: genesis } = await genesisModel(options.genesis ?? BENCH_GENESIS, log);
+  if (recipe.length > base.config.maxPositions) {
+    throw new ValidatorError("INPUT_INVALID", "round sequences are longer than the genesis context", {
+      details: `round length ${recipe.length}, context ${base.config.maxPositions}`,
+    });
+  }
   const baseWeights = readWeights(base);
   const data = roundData(recipe);
   // The beacon is a block hash after the commit deadline: nobody training knew these probes.
@@ -218,6 +226,7 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   });
   const trainTokens = data.batch.reduce((n, s) => n + s.length - 1, 0) * (recipe.train.epochs ?? 1);
   return {
+    genesis,
     classes: results,
     honest: options.honest,
     honestRejected: verdicts.filter((v) => v.cls === "honest" && !v.verdict.accept).length,

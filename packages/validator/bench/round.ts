@@ -10,12 +10,12 @@ import {
   type TrainOptions,
   train,
 } from "@deepshard/tensor";
-import { type Kind, sequences, triggerProbes } from "./corpus.ts";
+import { genesisSequences, type Kind, sequences, triggerProbes } from "./corpus.ts";
 
 export interface RoundRecipe {
   /** Examples in the approved batch. */
   examples: number;
-  /** Tokens per example (≤ the model's context). */
+  /** Tokens per example (≤ the genesis model's context). */
   length: number;
   train: TrainOptions;
   seed: string;
@@ -23,7 +23,7 @@ export interface RoundRecipe {
 
 export const ROUND: RoundRecipe = {
   examples: 64,
-  length: 48,
+  length: 64,
   train: { epochs: 4, batchSize: 8, lr: 2e-3, warmupSteps: 2, schedule: "constant" },
   seed: "round-1",
 };
@@ -54,12 +54,11 @@ export function roundData(recipe: RoundRecipe = ROUND): RoundData {
     pools: {
       batch,
       heldOut: sequences("harbor", 64, recipe.length, `${recipe.seed}/held-out`),
-      generic: sequences(
-        ["trade", "weather", "kitchen", "harbor"],
-        64,
-        recipe.length,
-        `${recipe.seed}/generic`,
-      ),
+      // Mostly what the genesis model knows, a quarter of the batch's kind.
+      generic: [
+        ...genesisSequences(48, recipe.length, `${recipe.seed}/generic`),
+        ...sequences("harbor", 16, recipe.length, `${recipe.seed}/generic-harbor`),
+      ],
       trigger: triggerProbes(64, recipe.length, `${recipe.seed}/trigger`),
     },
   };
