@@ -10,11 +10,20 @@ import { InformantService, informantOptionsFromEnv } from "./roles/informant/ind
 import { weightsOptionsFromEnv } from "./roles/storage/env.ts";
 import { StorageService } from "./roles/storage/index.ts";
 import { TrainerService } from "./roles/trainer/index.ts";
+import {
+  ValidatorService,
+  WeightsValidatorService,
+  weightsValidatorOptionsFromEnv,
+} from "./roles/weights-validator/index.ts";
 import type { RoleFactory } from "./service.ts";
 
 export const roleFactories: Partial<Record<Role, RoleFactory>> = {
   informant: () => new InformantService(informantOptionsFromEnv()),
-  validator: () => new DataValidatorService(dataValidatorOptionsFromEnv()),
+  validator: (config) =>
+    new ValidatorService(
+      new DataValidatorService(dataValidatorOptionsFromEnv()),
+      new WeightsValidatorService(config, weightsValidatorOptionsFromEnv()),
+    ),
   trainer: (config) => new TrainerService(config, weightsOptionsFromEnv()),
   storage: (config) => new StorageService(config, weightsOptionsFromEnv()),
   inference: (config) => new InferenceService(config, weightsOptionsFromEnv()),
