@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { registerDevnet } from "./devnet/index.ts";
 import { registerGenerate } from "./generate/index.ts";
 import { registerInformant } from "./informant/index.ts";
 import { registerInit } from "./init/index.ts";
@@ -22,4 +23,5 @@ export const commands: Array<(program: Command) => void> = [
   registerInformant,
   registerTrainer,
   registerWeights,
+  registerDevnet,
 ];
