@@ -173,9 +173,11 @@ export class LedgerChain implements ConsensusApp<SignedTx>, BlockStore<SignedTx>
     return { appHash: this._state.root, validators: toUpdates(metaOf(this._state).validators) };
   }
 
-  /** The mempool checked each transaction already; the block keeps its order. */
+  /** The mempool's transactions (signatures checked there) that succeed one after the other, in its order. */
   async prepareProposal(request: PrepareProposalRequest<SignedTx>): Promise<SignedTx[]> {
-    return request.txs.slice(0, request.maxTxs);
+    const inputs = request.txs.map((tx) => ({ tx, hash: txInfo(tx).hash }));
+    const max = Math.min(request.maxTxs, this.genesis.params.maxTxsPerBlock);
+    return this.machine.selectTxs(this._state, inputs, max).map((t) => t.tx);
   }
 
   /** Refuses a block with a forged signature or a repeated transaction; executes it once otherwise. */
