@@ -38,14 +38,7 @@ import {
   trainerVerdictSchema,
 } from "@deepshard/protocol";
 import type { RequestTarget } from "@deepshard/protocol/host";
-import {
-  ChunkedWeights,
-  loadConfig,
-  type ShardManifest,
-  type TrainExample,
-  type TrainOptions,
-  tokenizerFor,
-} from "@deepshard/tensor";
+import { ChunkedWeights, type ShardManifest } from "@deepshard/tensor";
 import type { VerdictThresholds } from "@deepshard/validator";
 import { Counter } from "prom-client";
 import { ApiError } from "../../api.ts";
@@ -54,10 +47,10 @@ import type { Logger } from "../../logger.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
 import { type DirectoryOptions, WeightsDirectory } from "../storage/directory.ts";
 import { ModelCache } from "../storage/models.ts";
-import { roundExamples, roundTrainOptions } from "../trainer/recipe.ts";
 import { type TrainerVerdictRecord, type VerdictRecord, WeightsValidatorJournal } from "./journal.ts";
-import { type RoundProbes, roundProbes } from "./probes.ts";
+import type { RoundProbes } from "./probes.ts";
 import { TensorWorker } from "./tensor-worker.ts";
+import type { BatchInput } from "./worker.ts";
 
 export interface WeightsValidatorOptions extends DirectoryOptions {
   /** Reference replicas per round, at least 2 (default 2): the first follows the round's recipe exactly. */
@@ -114,9 +107,9 @@ interface RoundJob {
   prepareFailures: number;
   prepareAt: number;
   base: { dir: string; manifest: ShardManifest } | undefined;
-  examples: TrainExample[] | undefined;
-  options: TrainOptions | undefined;
-  maxPositions: number;
+  batch: BatchInput | undefined;
+  /** Training examples the batch makes (known after the first replica). */
+  examples: number | undefined;
   replicas: ReplicaState[];
   /** Weights id of replica 0: what an honest trainer on the deterministic backend submits. */
   exactId: string | undefined;
@@ -251,7 +244,7 @@ export class WeightsValidatorService implements RoleService {
             commitEnd: job.round.commitEnd,
             revealEnd: job.round.revealEnd,
             verdictEnd: job.round.verdictEnd,
-            examples: job.examples?.length ?? null,
+            examples: job.examples ?? null,
             exactWeightsId: job.exactId ?? null,
             probes: job.probes ? { key: job.probes.key, heldOut: job.probes.heldOut } : null,
             replicas: job.replicas.map((r) => ({
@@ -437,11 +430,11 @@ export class WeightsValidatorService implements RoleService {
     try {
       const base = await this.#cache!.ensure(job.round.baseWeightsId, { signal: ctx.signal });
       job.base = { dir: base.dir, manifest: base.manifest };
-      const blobs = await this.#fetchBatch(job.round);
-      const config = await loadConfig(base.dir);
-      job.maxPositions = config.maxPositions;
-      job.examples = roundExamples(job.round.batch, blobs, tokenizerFor(config));
-      job.options = roundTrainOptions(job.round);
+      job.batch ??= {
+        key: job.round.batchRoot,
+        entries: job.round.batch,
+        blobs: await this.#fetchBatch(job.round),
+      };
       for (const replica of job.replicas) {
         if (await this.#journal!.has(replica.dir)) {
           replica.cached = true;
@@ -452,12 +445,14 @@ export class WeightsValidatorService implements RoleService {
           try {
             const result = await this.#worker.train({
               baseDir: base.dir,
-              examples: job.examples,
-              options: { ...job.options, seed: replica.seed },
+              batch: job.batch,
+              recipe: { hyperParameters: job.round.hyperParameters, seed: job.round.seed },
+              seed: replica.seed,
               outDir: tmp,
             });
             await this.#journal!.adopt(tmp, replica.dir);
             replica.finalLoss = result.finalLoss;
+            job.examples = result.examples;
           } catch (err) {
             await rm(tmp, { recursive: true, force: true });
             replica.state = "failed";
@@ -480,7 +475,7 @@ export class WeightsValidatorService implements RoleService {
       job.phase = "ready";
       const event = {
         round: job.id,
-        examples: job.examples.length,
+        examples: job.examples ?? null,
         exactWeightsId: job.exactId!,
         replicas: job.replicas.map((r) => ({ cached: r.cached, ms: r.ms })),
       };
@@ -536,12 +531,10 @@ export class WeightsValidatorService implements RoleService {
       heldOutBlobs.push(await blobs.read(hash, 0, Math.min(blobs.size(hash) ?? 0, 256 * 1024)));
       if (heldOutBlobs.length >= 8) break;
     }
-    const config = await loadConfig(job.base!.dir);
-    job.probes = roundProbes({
-      examples: job.examples!,
+    job.probes = await this.#worker.probes({
+      baseDir: job.base!.dir,
+      batch: job.batch!,
       heldOutBlobs,
-      tokenizer: tokenizerFor(config),
-      maxPositions: job.maxPositions,
       beacon: hex(block.hash),
     });
   }
@@ -809,9 +802,8 @@ function newJob(round: Round, replicas: number, me: string, journal: WeightsVali
     prepareFailures: 0,
     prepareAt: 0,
     base: undefined,
+    batch: undefined,
     examples: undefined,
-    options: undefined,
-    maxPositions: 0,
     replicas: Array.from({ length: replicas }, (_, index) => ({
       index,
       // Replica 0 is the round's recipe exactly; the others seeds of this validator's own.

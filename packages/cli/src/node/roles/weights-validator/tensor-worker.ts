@@ -4,6 +4,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { DeepshardError } from "@deepshard/protocol";
+import type { RoundProbes } from "./probes.ts";
 import type { JudgeReply, TrainReply, WorkerReply, WorkerRequest } from "./worker.ts";
 
 export class WorkerError extends DeepshardError {
@@ -25,6 +26,10 @@ export class TensorWorker {
 
   train(req: Omit<Extract<WorkerRequest, { op: "train" }>, "op">): Promise<TrainReply> {
     return this.#call({ op: "train", ...req }) as Promise<TrainReply>;
+  }
+
+  probes(req: Omit<Extract<WorkerRequest, { op: "probes" }>, "op">): Promise<RoundProbes> {
+    return this.#call({ op: "probes", ...req }) as Promise<RoundProbes>;
   }
 
   fingerprint(req: Omit<Extract<WorkerRequest, { op: "fingerprint" }>, "op">): Promise<void> {

@@ -6,16 +6,20 @@
  * honest trainer's weights bit for bit) and keeps the round's fingerprints in memory, so the
  * judgement at the start of the verdict window only compares them.
  *
+ * Tokenizing the batch happens here too (GPT-2's tokenizer takes seconds on a few MiB of text).
  * Requests are answered in order, one at a time (tfjs runs one kernel at a time anyway).
  */
 import { parentPort } from "node:worker_threads";
+import type { QueueEntry, Round } from "@deepshard/ledger";
 import { DeepshardError } from "@deepshard/protocol";
 import {
   initBackend,
+  loadConfig,
   loadModel,
   saveModel,
+  type Tokenizer,
   type TrainExample,
-  type TrainOptions,
+  tokenizerFor,
   train,
 } from "@deepshard/tensor";
 import {
@@ -27,15 +31,33 @@ import {
   type RoundJudgement,
   weightDistance2,
 } from "@deepshard/validator";
+import { roundExamples, roundTrainOptions } from "../trainer/recipe.ts";
+import { type RoundProbes, roundProbes } from "./probes.ts";
+
+/** A round's batch: its entries and their blobs by content hash; `key` names it (the batch root). */
+export interface BatchInput {
+  key: string;
+  entries: readonly QueueEntry[];
+  blobs: ReadonlyMap<string, Uint8Array>;
+}
 
 export type WorkerRequest =
   | {
+      /** Trains the base on the batch with the round's recipe (trainer/recipe.ts) and `seed`. */
       op: "train";
       baseDir: string;
-      examples: TrainExample[];
-      options: Omit<TrainOptions, "signal" | "onProgress" | "checkpointDir">;
+      batch: BatchInput;
+      recipe: Pick<Round, "hyperParameters" | "seed">;
+      seed: string;
       /** An empty folder the trained model is saved in. */
       outDir: string;
+    }
+  | {
+      op: "probes";
+      baseDir: string;
+      batch: BatchInput;
+      heldOutBlobs: Uint8Array[];
+      beacon: string;
     }
   | {
       op: "fingerprint";
@@ -55,6 +77,7 @@ export type WorkerRequest =
     };
 
 export interface TrainReply {
+  examples: number;
   steps: number;
   finalLoss: number;
 }
@@ -73,6 +96,21 @@ export type WorkerReply =
 let fingerprints = new Map<string, Fingerprint>();
 let currentProbes = "";
 let backend: Promise<unknown> | undefined;
+let tokenized:
+  | { key: string; examples: TrainExample[]; tokenizer: Tokenizer; maxPositions: number }
+  | undefined;
+
+/** The batch's examples, tokenized once per base and batch. */
+async function examplesOf(baseDir: string, batch: BatchInput) {
+  const key = `${baseDir}\n${batch.key}`;
+  if (tokenized?.key !== key) {
+    const config = await loadConfig(baseDir);
+    const tokenizer = tokenizerFor(config);
+    const examples = roundExamples(batch.entries, batch.blobs, tokenizer);
+    tokenized = { key, examples, tokenizer, maxPositions: config.maxPositions };
+  }
+  return tokenized;
+}
 
 async function fingerprintOf(dir: string, probesKey: string, probes: ProbeSets): Promise<Fingerprint> {
   if (probesKey !== currentProbes) {
@@ -97,18 +135,31 @@ async function handle(req: WorkerRequest): Promise<unknown> {
   await backend;
   switch (req.op) {
     case "train": {
+      const { examples } = await examplesOf(req.baseDir, req.batch);
+      const options = { ...roundTrainOptions(req.recipe), seed: req.seed };
       const model = await loadModel(req.baseDir);
       try {
-        const result = await train(model, req.examples, req.options);
+        const result = await train(model, examples, options);
         await saveModel(model, req.outDir);
         const last = result.losses.slice(-5);
         return {
+          examples: examples.length,
           steps: result.steps,
           finalLoss: last.reduce((a, b) => a + b, 0) / Math.max(1, last.length),
         } satisfies TrainReply;
       } finally {
         model.dispose();
       }
+    }
+    case "probes": {
+      const { examples, tokenizer, maxPositions } = await examplesOf(req.baseDir, req.batch);
+      return roundProbes({
+        examples,
+        heldOutBlobs: req.heldOutBlobs,
+        tokenizer,
+        maxPositions,
+        beacon: req.beacon,
+      }) satisfies RoundProbes;
     }
     case "fingerprint":
       for (const dir of req.dirs) await fingerprintOf(dir, req.probesKey, req.probes);
