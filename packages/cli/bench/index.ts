@@ -3,8 +3,9 @@ import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import api from "./api.ts";
 import blobs from "./blobs.ts";
 import data from "./data.ts";
+import weightsValidator from "./weights-validator.ts";
 
-const modules: BenchModule[] = [blobs, api, data];
+const modules: BenchModule[] = [blobs, api, data, weightsValidator];
 
 const bench: BenchModule = async (ctx) => {
   const rows: BenchRow[] = [];
