@@ -104,7 +104,10 @@ function describe({ node, event }: DevnetEvent): string | undefined {
   const fields = (skip: string[]) =>
     Object.entries(e)
       .filter(([k]) => !skip.includes(k))
-      .map(([k, v]) => `${k}=${typeof v === "string" && v.length > 16 ? `${v.slice(0, 12)}…` : v}`)
+      .map(([k, v]) => {
+        const text = typeof v === "object" && v !== null ? JSON.stringify(v, jsonReplacer) : String(v);
+        return `${k}=${text.length > 16 && typeof v === "string" ? `${text.slice(0, 12)}…` : text.slice(0, 120)}`;
+      })
       .join(" ");
   if (event.type === "block") {
     return node === "node-0" && (event.height % 10 === 0 || event.txs > 0)
