@@ -114,7 +114,7 @@ interface RoundJob {
   /** Weights id of replica 0: what an honest trainer on the deterministic backend submits. */
   exactId: string | undefined;
   probes: RoundProbes | undefined;
-  probesFor: Promise<void> | undefined;
+  drawing: boolean;
   baseFingerprinted: boolean;
   subs: Map<string, SubmissionState>;
   judging: boolean;
@@ -344,15 +344,13 @@ export class WeightsValidatorService implements RoleService {
       job.phase = "preparing";
       this.#background(`preparing round ${round.id}`, () => this.#prepare(job));
     }
-    if (job.phase === "ready" && height >= round.commitEnd && !job.probes && !job.probesFor) {
-      job.probesFor = this.#drawProbes(job)
-        .catch((err: unknown) => {
-          this.#log!.warn("drawing the probes failed", { round: round.id, error: errorText(err) });
-        })
-        .finally(() => {
-          job.probesFor = undefined;
-        });
-      await job.probesFor;
+    if (job.phase === "ready" && height >= round.commitEnd && !job.probes && !job.drawing) {
+      job.drawing = true;
+      this.#background(`drawing the probes of round ${round.id}`, () =>
+        this.#drawProbes(job).finally(() => {
+          job.drawing = false;
+        }),
+      );
     }
     if (job.probes && !job.baseFingerprinted) {
       job.baseFingerprinted = true;
@@ -816,7 +814,7 @@ function newJob(round: Round, replicas: number, me: string, journal: WeightsVali
     })),
     exactId: undefined,
     probes: undefined,
-    probesFor: undefined,
+    drawing: false,
     baseFingerprinted: false,
     subs: new Map(),
     judging: false,
