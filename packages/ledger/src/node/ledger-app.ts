@@ -11,11 +11,12 @@ import type {
   AppInfo,
   ConsensusApp,
   FinalizeBlockResponse,
+  InitChainRequest,
   InitChainResponse,
   PrepareProposalRequest,
   ProposalInfo,
 } from "../consensus/app.ts";
-import type { Block, BlockHashing, SyncedBlock } from "../consensus/block.ts";
+import type { BlockHashing, SyncedBlock } from "../consensus/block.ts";
 import { signedTxBlockHashing } from "../consensus/encoding.ts";
 import { compactBlockCodec, fromCompactBlock, toCompactBlock } from "../consensus/libp2p-transport.ts";
 import type { ResumePoint } from "../consensus/node.ts";
@@ -25,7 +26,7 @@ import { type Genesis, genesisState } from "../genesis/genesis.ts";
 import { SignatureCache } from "../mempool/signatures.ts";
 import { txInfo } from "../mempool/tx-info.ts";
 import { decodeEntry, encodeEntry } from "../state/codec.ts";
-import { StateError } from "../state/errors.ts";
+import { StateError, type TxErrorCode } from "../state/errors.ts";
 import { fromHex, toHex } from "../state/hashing.ts";
 import { type BlockInput, type BlockResult, StateMachine } from "../state/machine.ts";
 import type { LedgerState } from "../state/tables.ts";
@@ -38,6 +39,29 @@ export const ledgerBlockHashing: BlockHashing<SignedTx> = {
   commitHash: signedTxBlockHashing.commitHash,
   txRoot: (txs) => merkleRoot(txs.map((tx) => txInfo(tx).hash)),
 };
+
+/** Numeric result codes of finalizeBlock (0 is success), one per TxErrorCode, in this fixed order. */
+export const TX_CODES: readonly TxErrorCode[] = [
+  "TX_MALFORMED",
+  "TX_BAD_SIGNATURE",
+  "TX_WRONG_CHAIN",
+  "TX_BAD_NONCE",
+  "TX_FEE_TOO_LOW",
+  "TX_INSUFFICIENT_FUNDS",
+  "TX_NOT_VALIDATOR",
+  "TX_DUPLICATE",
+  "TX_UNKNOWN_TARGET",
+  "TX_WRONG_PHASE",
+  "TX_COMMITMENT_MISMATCH",
+  "TX_TOMBSTONED",
+  "TX_PRICE_ABOVE_MAX",
+  "TX_LIMIT",
+  "TX_INVALID_EVIDENCE",
+];
+
+export function txCode(code: "OK" | TxErrorCode): number {
+  return code === "OK" ? 0 : TX_CODES.indexOf(code) + 1;
+}
 
 function metaOf(state: LedgerState): Meta {
   return state.tables.meta.get("meta")!;
@@ -59,13 +83,16 @@ function diffSets(before: readonly ValidatorPower[], after: readonly ValidatorPo
   return updates;
 }
 
-function blockInput(block: Block<SignedTx>, hash: Uint8Array): BlockInput {
-  const h = block.header;
+/**
+ * The state machine's view of a block. The signers of the previous height's commit, carried by
+ * the block (so the same on every node), are what downtime jailing counts.
+ */
+function blockInput(block: ProposalInfo<SignedTx>): BlockInput {
   return {
-    height: h.height,
-    time: h.time,
-    hash,
-    proposer: h.proposer,
+    height: block.height,
+    time: block.time,
+    hash: block.hash,
+    proposer: block.proposer,
     lastCommitSigners: block.lastCommit ? block.lastCommit.signatures.map((s) => s.validator) : null,
     txs: block.txs.map((tx) => ({ tx, hash: txInfo(tx).hash })),
   };
@@ -137,7 +164,15 @@ export class LedgerChain implements ConsensusApp<SignedTx>, BlockStore<SignedTx>
     let lastValidators = validators;
     const state = await store.replay(initial, (prev, stored: StoredBlock) => {
       const { block } = decodeStored(stored.block);
-      const input = blockInput(block, ledgerBlockHashing.headerHash(block.header));
+      const h = block.header;
+      const input = blockInput({
+        height: h.height,
+        time: h.time,
+        hash: ledgerBlockHashing.headerHash(h),
+        proposer: h.proposer,
+        txs: block.txs,
+        lastCommit: block.lastCommit,
+      });
       const result = machine.applyBlock(prev, input);
       lastValidators = validators;
       validators = validators.next(diffSets(metaOf(prev).validators, result.validators));
@@ -169,7 +204,13 @@ export class LedgerChain implements ConsensusApp<SignedTx>, BlockStore<SignedTx>
     return { lastHeight: this.height, lastAppHash: this._state.root };
   }
 
-  async initChain(): Promise<InitChainResponse> {
+  async initChain(request: InitChainRequest): Promise<InitChainResponse> {
+    if (request.chainId !== this.genesis.chainId) {
+      throw new StateError(
+        "STATE_BAD_BLOCK",
+        `initChain for ${request.chainId}, but the genesis is for ${this.genesis.chainId}`,
+      );
+    }
     return { appHash: this._state.root, validators: toUpdates(metaOf(this._state).validators) };
   }
 
@@ -205,7 +246,9 @@ export class LedgerChain implements ConsensusApp<SignedTx>, BlockStore<SignedTx>
     this.pending = executed;
     const { result } = executed;
     return {
-      txResults: result.txResults.map((r) => (r.code === "OK" ? { code: 0 } : { code: 1, log: r.code })),
+      txResults: result.txResults.map((r) =>
+        r.code === "OK" ? { code: 0 } : { code: txCode(r.code), log: r.code },
+      ),
       validatorUpdates: diffSets(metaOf(this._state).validators, result.validators),
       appHash: result.state.root,
     };
@@ -225,14 +268,7 @@ export class LedgerChain implements ConsensusApp<SignedTx>, BlockStore<SignedTx>
     const id = toHex(request.hash);
     const cached = this.executed.get(id);
     if (cached) return cached;
-    const input: BlockInput = {
-      height: request.height,
-      time: request.time,
-      hash: request.hash,
-      proposer: request.proposer,
-      lastCommitSigners: request.lastCommit ? request.lastCommit.signatures.map((s) => s.validator) : null,
-      txs: request.txs.map((tx) => ({ tx, hash: txInfo(tx).hash })),
-    };
+    const input = blockInput(request);
     const executed = { hash: id, result: this.machine.applyBlock(this._state, input) };
     this.executed.set(id, executed);
     return executed;

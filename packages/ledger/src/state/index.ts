@@ -1,5 +1,4 @@
 export * from "./aggregate.ts";
-export * from "./app.ts";
 export * from "./codec.ts";
 export * from "./errors.ts";
 export * from "./fixedpoint.ts";
