@@ -2,15 +2,14 @@
  * The weights validator's tensor work on a model the size of the devnet's genesis (tensor's
  * GENESIS_DEFAULTS: d 256, 4 layers, context 64): why it runs in a worker thread, and what a round
  * costs. Rows: the longest the daemon's event loop stalls while a replica trains inline (as on the
- * daemon's thread) and while it trains in the worker (beside the stall of an idle loop over as
- * long: the machine's load); a replica's training per step in the worker;
+ * daemon's thread) and while it trains in the worker (target: the data validator's 250 ms; beside
+ * it the stall of an idle loop over as long, which is the shared machine's load); a replica's training per step in the worker;
  * the probes; one model's fingerprint; the judgement of a round of four submissions from
  * fingerprints already taken (what is left for the verdict window).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { QueueEntry } from "@deepshard/ledger";
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import {
@@ -30,18 +29,21 @@ import {
 import { roundExamples, roundTrainOptions } from "../src/node/roles/trainer/recipe.ts";
 import { TensorWorker } from "../src/node/roles/weights-validator/tensor-worker.ts";
 
-/** Longest event-loop delay (ms) while `work` runs; a 5 ms timer keeps the loop sampled. */
+/** Longest gap (ms) between the ticks of a 5 ms timer while `work` runs, beyond the 5 ms. */
 async function stallMs(work: () => Promise<unknown>): Promise<number> {
-  const h = monitorEventLoopDelay({ resolution: 5 });
-  h.enable();
-  const timer = setInterval(() => {}, 5);
+  let last = performance.now();
+  let max = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    max = Math.max(max, now - last - 5);
+    last = now;
+  }, 5);
   try {
     await work();
   } finally {
     clearInterval(timer);
-    h.disable();
   }
-  return h.max / 1e6;
+  return Math.max(max, performance.now() - last - 5);
 }
 
 const bench: BenchModule = async (ctx) => {
@@ -104,13 +106,7 @@ const bench: BenchModule = async (ctx) => {
     // What the machine's load alone costs the event loop over as long (the box is shared).
     const idle = await stallMs(() => new Promise((r) => setTimeout(r, trainMs * 2)));
     row("event-loop stall, idle for as long (machine load)", idle, "ms");
-    row(
-      "event-loop stall, replica trained in the worker",
-      workerStall,
-      "ms",
-      "<= idle + 50",
-      workerStall <= idle + 50,
-    );
+    row("event-loop stall, replica trained in the worker", workerStall, "ms", "<= 250", workerStall <= 250);
     row("replica training per step (worker)", trainMs / steps, "ms");
 
     const others = ["s0", "s1"];
