@@ -1,6 +1,7 @@
 /**
- * The weights validator's parts without a network: the probe pools and their draw by the beacon,
- * the on-disk journal across a reopen, and the environment settings.
+ * The weights validator's parts without a round: the probe pools and their draw by the beacon,
+ * the on-disk journal across a reopen, the environment settings, and the validator role running
+ * its data and weights parts in one daemon.
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -8,9 +9,18 @@ import { join } from "node:path";
 import { BYTE_VOCAB, ByteTokenizer, genesisCorpus } from "@deepshard/tensor";
 import { PROBE_SETS } from "@deepshard/validator";
 import { afterEach, describe, expect, it } from "vitest";
-import { weightsValidatorOptionsFromEnv } from "../src/node/roles/weights-validator/index.ts";
+import { defaultConfig } from "../src/node/config.ts";
+import { Daemon } from "../src/node/daemon.ts";
+import { createLogger } from "../src/node/logger.ts";
+import { DataValidatorService } from "../src/node/roles/data-validator/index.ts";
+import {
+  ValidatorService,
+  WeightsValidatorService,
+  weightsValidatorOptionsFromEnv,
+} from "../src/node/roles/weights-validator/index.ts";
 import { WeightsValidatorJournal } from "../src/node/roles/weights-validator/journal.ts";
 import { roundProbes, tokenWindows } from "../src/node/roles/weights-validator/probes.ts";
+import { CHAIN_ID, MAIN_BOND, makeWeightsNetwork } from "./roles-storage-fixture.ts";
 
 const tokenizer = new ByteTokenizer(BYTE_VOCAB);
 const examples = genesisCorpus(40, "parts-batch").map((t) => ({ tokens: [...tokenizer.encode(t), 256] }));
@@ -134,5 +144,42 @@ describe("the settings", () => {
     expect(() => weightsValidatorOptionsFromEnv({ DEEPSHARD_VALIDATOR_REPLICAS: "two" })).toThrow(
       expect.objectContaining({ code: "CONFIG_INVALID" }),
     );
+  });
+});
+
+describe("the validator role", () => {
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+  });
+
+  it("runs the data part and the weights part, and stops both", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "deepshard-wv-role-"));
+    dirs.push(dir);
+    const net = await makeWeightsNetwork(dir, [MAIN_BOND]);
+    const role = new ValidatorService(new DataValidatorService(), new WeightsValidatorService());
+    const daemon = await Daemon.start({
+      paths: net.pathsOf(0),
+      config: {
+        ...defaultConfig(CHAIN_ID),
+        roles: ["validator"],
+        listen: ["/ip4/127.0.0.1/tcp/0"],
+        apiPort: 0,
+        blockIntervalMs: 100,
+        logLevel: "silent",
+      },
+      secretKey: net.keys[0]!.secretKey,
+      logger: createLogger("silent"),
+      roles: { validator: () => role },
+    });
+    try {
+      const data = await fetch(`${daemon.api.url}/validator/data`);
+      expect(data.status).toBe(200);
+      const weights = await fetch(`${daemon.api.url}/validator/weights`);
+      expect(weights.status).toBe(200);
+      expect(await weights.json()).toMatchObject({ active: true, replicas: 2, round: null, verdicts: [] });
+    } finally {
+      expect(await daemon.stop(5_000)).toBe(true);
+    }
   });
 });
