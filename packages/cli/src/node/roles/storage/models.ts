@@ -131,7 +131,15 @@ export class ModelCache {
       return target;
     }
     await writeFile(`${target}.json`, `${JSON.stringify(manifest)}\n`);
-    await rename(dir, target);
+    try {
+      await rename(dir, target);
+    } catch (err) {
+      // Another builder in this process (a trainer and a validator both need the base model) won the
+      // race; the folder is named by its weights id, so theirs holds the same model.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+      await rm(dir, { recursive: true, force: true });
+    }
     return target;
   }
 
