@@ -329,7 +329,8 @@ export class Devnet {
       ...(bootstrap.length > 0 ? ["--bootstrap", bootstrap.join(",")] : []),
     ];
     const child = spawn(command.file, args, {
-      stdio: ["ignore", "pipe", log.fd],
+      // The IPC channel is how a node notices that the devnet died (see `node start`).
+      stdio: ["ignore", "pipe", log.fd, "ipc"],
       env: {
         ...process.env,
         DEEPSHARD_PASSPHRASE: DEVNET_PASSPHRASE,

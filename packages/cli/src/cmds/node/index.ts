@@ -102,6 +102,12 @@ async function runDaemon(options: StartOptions): Promise<number> {
   const handler = (signal: NodeJS.Signals) => onSignal(signal);
   process.on("SIGINT", handler);
   process.on("SIGTERM", handler);
+  // A node started by a parent with an IPC channel (the devnet) stops when the parent goes away,
+  // even when the parent was killed too hard to signal it: no orphan nodes.
+  if (process.channel) {
+    process.channel.unref();
+    process.once("disconnect", () => handler("SIGTERM"));
+  }
   // Loaded here, not at the top, so that other commands start without loading libp2p.
   const { Daemon, explainStartError } = await import("../../node/daemon.ts");
   const { roleFactories } = await import("../../node/roles.ts");
