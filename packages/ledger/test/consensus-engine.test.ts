@@ -346,3 +346,122 @@ describe("verifyCommit", () => {
     expect(code({ ...commit([sign(0), sign(1)]), height: 4 })).toBe("INVALID_COMMIT");
   });
 });
+
+describe("the commit of a decided height", () => {
+  const set = setOf([1n, 1n, 1n, 1n]);
+  // A validator that proposes neither round 0 nor round 1.
+  const me = signerOf(set.proposer(3).address);
+  const others = signers.slice(0, 4).filter((s) => s !== me);
+  const check = (commit: Commit, height = 1) =>
+    verifyCommit(commit, {
+      chainId: CHAIN,
+      validators: set,
+      crypto: protocolCrypto,
+      blockHash: sha256(A),
+      height,
+    });
+  const keys = (commit: Commit) => commit.signatures.map((s) => hex(s.validator));
+  const sorted = (c: Commit) =>
+    [...keys(c)].sort((a, b) => Buffer.compare(Buffer.from(a, "hex"), Buffer.from(b, "hex")));
+
+  /** `me` decides A at height 1, round 0, on its own precommit and those of the first two others. */
+  function decided() {
+    const engine = engineFor(me);
+    engine.handle({ type: "start", height: 1, validators: set });
+    feed(engine, engine.handle({ type: "message", message: proposal(set, 1, 0, A) }));
+    for (const s of others.slice(0, 2))
+      engine.handle({ type: "message", message: vote(s, "prevote", 1, 0, A) });
+    let decide: EngineAction<Value> | undefined;
+    for (const s of others.slice(0, 2)) {
+      const out = engine.handle({ type: "message", message: vote(s, "precommit", 1, 0, A) });
+      decide ??= out.find((a) => a.type === "decide");
+    }
+    if (decide?.type !== "decide") throw new Error("no decision");
+    return { engine, commit: decide.commit };
+  }
+
+  it("keeps collecting valid precommits for the decided block after the decision and into the next height", () => {
+    const { engine, commit } = decided();
+    expect(commit.signatures).toHaveLength(3);
+    expect(check(commit)).toBe(3n);
+    const late = others[2]!;
+    // Nothing but the late validator's precommit for A in round 0 joins: not its nil, not another
+    // block, not another round, not a prevote, not a forged signature, not a non-validator.
+    const forged = vote(late, "precommit", 1, 0, A);
+    if (forged.type === "vote") forged.vote.signature = new Uint8Array(64);
+    const outsider = keySigner(sha256(Uint8Array.of(99)));
+    for (const message of [
+      vote(late, "precommit", 1, 0, null),
+      vote(late, "precommit", 1, 0, B),
+      vote(late, "precommit", 1, 1, A),
+      vote(late, "prevote", 1, 0, A),
+      forged,
+      vote(outsider, "precommit", 1, 0, A),
+    ]) {
+      expect(engine.handle({ type: "message", message })).toEqual([]);
+    }
+    expect(engine.commitFor(1)!.signatures).toHaveLength(3);
+    // The next height has started when the late precommit arrives: it still joins, sorted in.
+    engine.handle({ type: "start", height: 2, validators: set.next() });
+    expect(engine.handle({ type: "message", message: vote(late, "precommit", 1, 0, A) })).toEqual([]);
+    const fuller = engine.commitFor(1)!;
+    expect(fuller.signatures).toHaveLength(4);
+    expect(keys(fuller)).toEqual(sorted(fuller));
+    expect(check(fuller)).toBe(4n);
+    expect({ ...fuller, signatures: [] }).toEqual({ ...commit, signatures: [] });
+    // Counted once however often it arrives; other heights have no such commit.
+    engine.handle({ type: "message", message: vote(late, "precommit", 1, 0, A) });
+    expect(engine.commitFor(1)!.signatures).toHaveLength(4);
+    expect(engine.commitFor(0)).toBeUndefined();
+    expect(engine.commitFor(2)).toBeUndefined();
+    // While height 2 runs, this node keeps gossiping its own precommit of height 1 for peers that missed it.
+    const gossiped = engine
+      .gossip()
+      .flatMap((m) => (m.type === "vote" && m.vote.payload.height === 1 ? [m.vote.payload] : []));
+    expect(gossiped).toMatchObject([{ type: "precommit", round: 0, blockHash: sha256(A) }]);
+  });
+
+  it("a validator that sees the quorum of precommits before it validated the block still signs its own", () => {
+    const engine = engineFor(me);
+    engine.handle({ type: "start", height: 1, validators: set });
+    for (const s of others) engine.handle({ type: "message", message: vote(s, "prevote", 1, 0, A) });
+    for (const s of others) engine.handle({ type: "message", message: vote(s, "precommit", 1, 0, A) });
+    const asked = engine.handle({ type: "message", message: proposal(set, 1, 0, A) });
+    const validate = asked.find((a) => a.type === "validateValue");
+    if (validate?.type !== "validateValue") throw new Error("no validation asked");
+    const out = engine.handle({ type: "validated", height: 1, valueHash: validate.valueHash, valid: true });
+    // It never prevoted; it signs the precommit the polka justifies, then decides with it.
+    expect(sent(out)).toMatchObject([{ type: "precommit", height: 1, round: 0, blockHash: sha256(A) }]);
+    const decide = out.find((a) => a.type === "decide");
+    if (decide?.type !== "decide") throw new Error("no decision");
+    expect(decide.commit.signatures).toHaveLength(4);
+    expect(keys(decide.commit)).toContain(hex(me.publicKey));
+    expect(check(decide.commit)).toBe(4n);
+  });
+
+  it("signs nothing more when it already precommitted nil in that round, or saw no polka", () => {
+    // Precommitted nil after its prevote timeout, then A is decided in that round: no second precommit.
+    const engine = engineFor(me);
+    engine.handle({ type: "start", height: 1, validators: set });
+    feed(engine, engine.handle({ type: "message", message: proposal(set, 1, 0, A) }));
+    engine.handle({ type: "message", message: vote(others[0]!, "prevote", 1, 0, A) });
+    engine.handle({ type: "message", message: vote(others[1]!, "prevote", 1, 0, null) });
+    expect(sent(engine.handle({ type: "timeout", kind: "prevote", height: 1, round: 0 }))).toMatchObject([
+      { type: "precommit", round: 0, blockHash: null },
+    ]);
+    let out: EngineAction<Value>[] = [];
+    for (const s of others)
+      out.push(...engine.handle({ type: "message", message: vote(s, "precommit", 1, 0, A) }));
+    expect(sent(out)).toEqual([]);
+    const decide = out.find((a) => a.type === "decide");
+    expect(decide?.type === "decide" && decide.commit.signatures.length).toBe(3);
+
+    // Precommits without the prevotes that justify a precommit: it decides without signing.
+    const unjustified = engineFor(me);
+    unjustified.handle({ type: "start", height: 1, validators: set });
+    for (const s of others) unjustified.handle({ type: "message", message: vote(s, "precommit", 1, 0, A) });
+    out = feed(unjustified, unjustified.handle({ type: "message", message: proposal(set, 1, 0, A) }));
+    expect(sent(out)).toEqual([]);
+    expect(out.filter((a) => a.type === "decide")).toHaveLength(1);
+  });
+});

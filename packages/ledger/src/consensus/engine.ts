@@ -10,19 +10,26 @@
  * The rules are evaluated to a fixpoint after every event; comments name the paper's line numbers.
  * One relaxation, as in CometBFT: a decision (line 49) needs the value of the decided id, from any
  * proposal of the height, not necessarily the proposal of the deciding round.
+ *
+ * Also as in CometBFT, a decided height's commit keeps growing: precommits for the decided block in
+ * the deciding round that arrive after the decision (from slower validators) are still collected,
+ * while the next height runs, so the next proposer carries every signature it has as `lastCommit`
+ * and the state machine does not count a live but slower validator as absent.
  */
 import { equalBytes, toHex } from "./encoding.ts";
-import type {
-  Commit,
-  ConsensusCrypto,
-  ConsensusMessage,
-  ConsensusSigner,
-  DuplicateVoteEvidence,
-  ProposalPayload,
-  SignedProposal,
-  SignedVote,
-  VotePayload,
-  VoteType,
+import {
+  type Commit,
+  type CommitSignature,
+  type ConsensusCrypto,
+  type ConsensusMessage,
+  type ConsensusSigner,
+  commitPrecommit,
+  type DuplicateVoteEvidence,
+  type ProposalPayload,
+  type SignedProposal,
+  type SignedVote,
+  type VotePayload,
+  type VoteType,
 } from "./types.ts";
 import type { ValidatorSet } from "./validators.ts";
 
@@ -133,6 +140,20 @@ interface RoundState {
   polApplied: boolean;
 }
 
+/** The last decided height's commit, still collecting late precommits for the decided block. */
+interface DecidedCommit<V> {
+  readonly height: number;
+  readonly round: number;
+  readonly blockHash: Uint8Array;
+  readonly validators: ValidatorSet;
+  /** What every signature of the commit signs. */
+  readonly bytes: Uint8Array;
+  /** Validator address → its precommit signature. */
+  readonly signatures: Map<string, CommitSignature>;
+  /** This node's own precommit in the commit, gossiped while the next height runs. */
+  readonly own: ConsensusMessage<V> | undefined;
+}
+
 export class TendermintEngine<V> {
   private readonly chainId: string;
   private readonly crypto: ConsensusCrypto;
@@ -160,6 +181,7 @@ export class TendermintEngine<V> {
   private proposedRounds = new Set<number>();
   private evidenceSeen = new Set<string>();
   private own: ConsensusMessage<V>[] = [];
+  private decidedCommit: DecidedCommit<V> | undefined;
   private buffered: ConsensusMessage<V>[] = [];
   private out: EngineAction<V>[] = [];
 
@@ -191,6 +213,18 @@ export class TendermintEngine<V> {
     return this.decided;
   }
 
+  /**
+   * The commit of `height` if it is the last height this engine decided: every valid precommit for
+   * the decided block in the deciding round received so far (also after the decision), sorted by
+   * validator key. Undefined for any other height.
+   */
+  commitFor(height: number): Commit | undefined {
+    const dc = this.decidedCommit;
+    if (!dc || dc.height !== height) return undefined;
+    const signatures = [...dc.signatures.values()].sort((a, b) => Buffer.compare(a.validator, b.validator));
+    return { v: 1, height: dc.height, round: dc.round, blockHash: dc.blockHash, signatures };
+  }
+
   /** The lock of the current height (line 38), for tests and metrics. */
   get lock(): { round: number; valueHash: string | null } {
     return { round: this.lockedRound, valueHash: this.lockedValue };
@@ -203,6 +237,8 @@ export class TendermintEngine<V> {
    */
   gossip(): ConsensusMessage<V>[] {
     const out = [...this.own];
+    const dc = this.decidedCommit;
+    if (dc?.own && dc.height < this._height) out.push(dc.own);
     if (this.validRound >= 0 && this.validValue !== null) {
       const pol = this.rounds.get(this.validRound)?.prevotes.votesFor(this.validValue) ?? [];
       for (const vote of pol) if (toHex(vote.signer) !== this.address) out.push({ v: 1, type: "vote", vote });
@@ -304,7 +340,7 @@ export class TendermintEngine<V> {
     this.out.push({ type: "broadcast", message });
   }
 
-  private vote(type: VoteType, id: string | null): void {
+  private vote(type: VoteType, id: string | null, round = this._round): void {
     if (!this.signer || this.validators!.powerOf(this.address!) === 0n) return;
     const value = id === null ? undefined : this.values.get(id);
     const payload: VotePayload = {
@@ -312,7 +348,7 @@ export class TendermintEngine<V> {
       type,
       chainId: this.chainId,
       height: this._height,
-      round: this._round,
+      round,
       blockHash: value ? value.hash : null,
     };
     const vote: SignedVote = {
@@ -363,6 +399,10 @@ export class TendermintEngine<V> {
   private receive(message: ConsensusMessage<V>): void {
     const height = messageHeight(message);
     if (!Number.isSafeInteger(height)) return;
+    if (message.type === "vote" && height === this.decidedCommit?.height) {
+      this.addLatePrecommit(message.vote, this.decidedCommit);
+      return;
+    }
     if (!this.started) {
       // Kept until the first height starts; `startHeight` drops those of other heights.
       if (this.buffered.length < this.maxBuffered) this.buffered.push(message);
@@ -443,6 +483,24 @@ export class TendermintEngine<V> {
     if (!this.verified(vote.signature, payload, vote.signer)) return;
     if (mine) this.reportDuplicate(mine.values().next().value!, vote, address);
     this.acceptVote(vote, address);
+  }
+
+  /** Adds a precommit for the decided block in the deciding round to its commit; ignores anything else. */
+  private addLatePrecommit(vote: SignedVote, dc: DecidedCommit<V>): void {
+    const { payload } = vote;
+    if (payload.type !== "precommit" || payload.chainId !== this.chainId || payload.round !== dc.round)
+      return;
+    if (!(payload.blockHash instanceof Uint8Array) || !equalBytes(payload.blockHash, dc.blockHash)) return;
+    if (!(vote.signer instanceof Uint8Array) || !(vote.signature instanceof Uint8Array)) return;
+    const address = toHex(vote.signer);
+    if (dc.signatures.has(address) || dc.validators.powerOf(address) === 0n) return;
+    let ok = false;
+    try {
+      ok = this.crypto.verify(vote.signature, dc.bytes, vote.signer);
+    } catch {
+      // A malformed signature or key is no signature.
+    }
+    if (ok) dc.signatures.set(address, { validator: vote.signer, signature: vote.signature });
   }
 
   /** A payload the codec refuses is as bad as a wrong signature. */
@@ -583,14 +641,39 @@ export class TendermintEngine<V> {
 
   private decide(round: number, id: string, value: V): void {
     const entry = this.values.get(id)!;
-    const precommits = this.rounds.get(round)!.precommits;
-    const signatures = precommits
-      .votesFor(id)
-      .map((v) => ({ validator: v.signer, signature: v.signature }))
-      .sort((a, b) => Buffer.compare(a.validator, b.validator));
-    const commit: Commit = { v: 1, height: this._height, round, blockHash: entry.hash, signatures };
+    const rs = this.rounds.get(round)!;
+    // A validator that saw the others' precommits before its own (it validated the block last)
+    // still signs, as CometBFT's enterPrecommit does on a polka: it never precommitted in this
+    // round, so this cannot conflict with anything it signed, and its signature joins the commit.
+    if (
+      this.address !== undefined &&
+      !rs.precommits.votes.has(this.address) &&
+      this.validators!.hasQuorum(rs.prevotes.weight(id))
+    ) {
+      this.vote("precommit", id, round);
+    }
+    const votes = rs.precommits.votesFor(id);
+    const signatures = new Map<string, CommitSignature>();
+    for (const vote of votes)
+      signatures.set(toHex(vote.signer), { validator: vote.signer, signature: vote.signature });
+    // The very message object the node sent (or its sign log refused, which must stay unsent).
+    const own = this.own.find((m) => m.type === "vote" && votes.includes(m.vote));
+    const header = { height: this._height, round, blockHash: entry.hash };
+    this.decidedCommit = {
+      ...header,
+      validators: this.validators!,
+      bytes: this.crypto.signingBytes(commitPrecommit(this.chainId, header)),
+      signatures,
+      own,
+    };
     this.decided = true;
-    this.out.push({ type: "decide", height: this._height, round, value, commit });
+    this.out.push({
+      type: "decide",
+      height: this._height,
+      round,
+      value,
+      commit: this.commitFor(this._height)!,
+    });
   }
 }
 

@@ -331,6 +331,7 @@ export class ConsensusNode<Tx> {
   private async buildBlock(height: number): Promise<Block<Tx>> {
     const proposer = this.options.signer!.publicKey;
     const maxTxs = this.options.maxBlockTxs ?? 10_000;
+    const lastCommit = this.fullestLastCommit();
     const txs = await this.options.app.prepareProposal({
       height,
       proposer,
@@ -349,11 +350,25 @@ export class ConsensusNode<Tx> {
         txRoot: this.hashing.txRoot(txs.slice(0, maxTxs)),
         appHash: this.lastAppHash,
         proposer,
-        lastCommitHash: this.lastCommit ? this.hashing.commitHash(this.lastCommit) : ZERO_HASH,
+        lastCommitHash: lastCommit ? this.hashing.commitHash(lastCommit) : ZERO_HASH,
       },
       txs: txs.slice(0, maxTxs),
-      lastCommit: this.lastCommit,
+      lastCommit,
     };
+  }
+
+  /**
+   * The previous height's commit with every precommit this node has collected for it since it
+   * decided, so validators that precommitted after the quorum are not counted as absent. A block
+   * that came from sync carries the commit it came with.
+   */
+  private fullestLastCommit(): Commit | null {
+    const last = this.lastCommit;
+    if (!last) return null;
+    const collected = this.engine.commitFor(last.height);
+    if (!collected || collected.round !== last.round || !equalBytes(collected.blockHash, last.blockHash))
+      return last;
+    return collected.signatures.length > last.signatures.length ? collected : last;
   }
 
   /** The checks every block must pass whether proposed or synced; throws INVALID_BLOCK. */
