@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { registerDevnet } from "./devnet/index.ts";
 import { registerGenerate } from "./generate/index.ts";
+import { registerInference } from "./inference/index.ts";
 import { registerInformant } from "./informant/index.ts";
 import { registerInit } from "./init/index.ts";
 import { registerKeys } from "./keys/index.ts";
@@ -24,4 +25,5 @@ export const commands: Array<(program: Command) => void> = [
   registerTrainer,
   registerWeights,
   registerDevnet,
+  registerInference,
 ];

@@ -1,0 +1,137 @@
+/**
+ * `deepshard inference serve`: the OpenAI-compatible server (src/node/serve) over a model folder.
+ * With `--model <dir>` it serves that folder; its id is the weights id the network would give it
+ * (the folder name when it is a node's model cache entry, `<network>/models/<weightsId>`, else
+ * computed by chunking the folder). Without `--model` it asks the running node's inference role for
+ * the canonical weights (or `--weights-id`): the folder it already fetched, else it starts the fetch
+ * (which needs a license: `deepshard weights buy`) and waits for it.
+ */
+import { readFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { DeepshardError } from "@deepshard/protocol";
+import { tokenizerFor } from "@deepshard/tensor";
+import { WeightsClient } from "../../node/roles/storage/client.ts";
+import { chunkModel } from "../../node/roles/storage/models.ts";
+import { startOpenAIServer } from "../../node/serve/index.ts";
+import type { BackendCliOptions } from "../model/load.ts";
+import { openModel } from "../model/load.ts";
+import { type ApiOptions, resolveApiUrl } from "../node/common.ts";
+
+export interface ServeCliOptions extends ApiOptions, BackendCliOptions {
+  model?: string;
+  weightsId?: string;
+  port: number;
+  host: string;
+  name?: string;
+  maxTokens: number;
+  maxPromptTokens?: number;
+  queue: number;
+}
+
+const WEIGHTS_ID = /^[0-9a-f]{64}$/;
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
+
+/** Serves until SIGINT/SIGTERM; returns the exit code. */
+export async function serveHandler(options: ServeCliOptions): Promise<number> {
+  if (options.model !== undefined && options.weightsId !== undefined) {
+    throw new DeepshardError("USAGE", "give either --model or --weights-id, not both");
+  }
+  if (options.weightsId !== undefined && !WEIGHTS_ID.test(options.weightsId)) {
+    throw new DeepshardError("BAD_WEIGHTS_ID", "--weights-id is 64 lower-case hex digits");
+  }
+  const fetched = options.model === undefined ? await fetchedModel(options) : undefined;
+  const dir = fetched?.dir ?? resolve(options.model!);
+  const { model, backend } = await openModel(dir, options);
+  try {
+    const tokenizer = tokenizerFor(model.config);
+    const weightsId = fetched?.weightsId ?? (await localWeightsId(dir));
+    // Signals that arrive while the server starts stop it as soon as it listens.
+    let stop: () => void = () => {};
+    const stopped = new Promise<void>((r) => {
+      stop = r;
+    });
+    process.once("SIGINT", () => stop());
+    process.once("SIGTERM", () => stop());
+    const server = await startOpenAIServer({
+      model,
+      tokenizer,
+      modelId: options.name ?? weightsId,
+      port: options.port,
+      host: options.host,
+      limits: {
+        maxTokens: options.maxTokens,
+        maxQueue: options.queue,
+        ...(options.maxPromptTokens === undefined ? {} : { maxPromptTokens: options.maxPromptTokens }),
+      },
+    });
+    if (!LOOPBACK.has(options.host)) {
+      process.stderr.write(
+        `warning: listening on ${options.host}: anyone who reaches this port can use the model (there is no API key)\n`,
+      );
+    }
+    if (server.chatTemplateIgnored || (await hasChatTemplate(dir))) {
+      process.stderr.write(
+        "note: the model's chat_template is not rendered; chat messages use the plain 'User: …' / 'Assistant:' template\n",
+      );
+    }
+    const info = {
+      url: server.url,
+      model: server.modelId,
+      weightsId,
+      host: server.host,
+      port: server.port,
+      dir,
+      backend: backend.name,
+      limits: server.limits,
+    };
+    if (options.json) process.stdout.write(`${JSON.stringify(info)}\n`);
+    else {
+      process.stdout.write(
+        `serving ${server.modelId} at ${server.url} (OpenAI API: /models, /completions, /chat/completions; ` +
+          `backend ${backend.name}); Ctrl-C stops\n`,
+      );
+    }
+    await stopped;
+    await server.close();
+    return 0;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The folder's weights id: its name in a node's model cache, else computed as the network does. */
+async function localWeightsId(dir: string): Promise<string> {
+  const name = basename(dir);
+  if (WEIGHTS_ID.test(name)) return name;
+  return (await chunkModel(dir)).weightsId;
+}
+
+async function hasChatTemplate(dir: string): Promise<boolean> {
+  try {
+    const json = JSON.parse(await readFile(join(dir, "tokenizer_config.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    return json.chat_template !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/** The folder the local node's inference role fetched, fetching it first when needed. */
+async function fetchedModel(options: ServeCliOptions): Promise<{ dir: string; weightsId: string }> {
+  const client = new WeightsClient(await resolveApiUrl(options));
+  try {
+    const status = await client.inferenceStatus();
+    const id = options.weightsId ?? status.canonicalWeightsId;
+    const done = status.fetches.find((j) => j.weightsId === id && j.state === "done" && j.dir !== null);
+    if (done) return { dir: done.dir!, weightsId: id };
+    process.stderr.write(`fetching weights ${id.slice(0, 16)}… through the node at ${client.url}\n`);
+    const job = await client.waitForFetch((await client.fetch({ weightsId: id })).weightsId);
+    if (job.dir === null)
+      throw new DeepshardError("NO_MODEL", `the node fetched ${id} but reports no folder`);
+    return { dir: job.dir, weightsId: id };
+  } finally {
+    await client.close();
+  }
+}
