@@ -399,7 +399,57 @@ describe("the OpenAI-compatible server", () => {
   });
 });
 
+describe("the OpenAI-compatible server's edges", () => {
+  it("stops a stream whose client goes away and serves the next request", async () => {
+    const controller = new AbortController();
+    const res = await request(`${server.url}/completions`, {
+      method: "POST",
+      dispatcher: agent,
+      signal: controller.signal,
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, prompt: "go", max_tokens: 3000, temperature: 0, stream: true }),
+    });
+    expect(res.statusCode).toBe(200);
+    // Read until the first chunk arrives, then hang up.
+    const reader = res.body[Symbol.asyncIterator]();
+    await reader.next();
+    expect(server.stats().running).toBe(1);
+    controller.abort();
+    await until(() => server.stats().running === 0, "the stream's generation to stop");
+    const next = await call("POST", "/completions", { model: MODEL, prompt: "next", max_tokens: 3 });
+    expect(next.json().usage.completion_tokens).toBe(3);
+  });
+
+  it("on loopback, refuses requests addressed to another host (DNS rebinding)", async () => {
+    const res = await request(`${server.url}/models`, {
+      dispatcher: agent,
+      headers: { host: "evil.example" },
+    });
+    expect(res.statusCode).toBe(403);
+    expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe("forbidden_host");
+  });
+});
+
 describe("deepshard inference serve", () => {
+  it("without --model asks the node's API, and says clearly when no node answers", async () => {
+    const { DEEPSHARD_BACKEND: _, ...env } = process.env;
+    const child = spawn(
+      process.execPath,
+      [bin, "inference", "serve", "--api", "http://127.0.0.1:9", "--port", "0"],
+      {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^error: cannot reach the node at http:\/\/127\.0\.0\.1:9 \(/);
+  });
+
   it("serves a model folder: prints its URL with --json, answers OpenAI requests, stops on SIGTERM", async () => {
     const { DEEPSHARD_BACKEND: _, ...env } = process.env;
     const child = spawn(

@@ -303,6 +303,9 @@ function sendError(
   if (err instanceof OpenAIError) e = err;
   else if (err instanceof ModelError && err.code === "CONTEXT_OVERFLOW") {
     e = new OpenAIError(400, "context_length_exceeded", err.shortMessage);
+  } else if (err instanceof ModelError && err.code === "INPUT_INVALID") {
+    // A tokenizer whose ids reach beyond the model's vocabulary, say.
+    e = new OpenAIError(400, "invalid_prompt", err.shortMessage);
   } else {
     logger?.error("openai request failed", {
       path: req.url,
