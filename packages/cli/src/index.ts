@@ -30,5 +30,6 @@ export {
 } from "./node/roles/informant/index.ts";
 export { WeightsClient } from "./node/roles/storage/client.ts";
 export { chunkModel, importModel } from "./node/roles/storage/models.ts";
+export * from "./node/serve/index.ts";
 export type { NodeLedger, RoleContext, RoleFactory, RoleService } from "./node/service.ts";
 export { signTx, type TxBody } from "./node/tx.ts";
