@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { Devnet, DevnetEvent } from "../../node/devnet.ts";
 import { jsonReplacer } from "../../util/output.ts";
+import type { LiveViewHandle } from "../../view/index.ts";
 
 interface DevnetOptions {
   nodes: string;
@@ -9,6 +10,8 @@ interface DevnetOptions {
   dir: string;
   json?: boolean;
   fresh?: boolean;
+  demo: boolean;
+  byzantine?: boolean;
 }
 
 /** `deepshard devnet`: a local network of node processes, its events as they happen. */
@@ -25,6 +28,11 @@ export function registerDevnet(program: Command): void {
     .option("--dir <dir>", "where the devnet keeps its nodes and genesis model", ".deepshard-devnet")
     .option("--fresh", "wipe the devnet in --dir and create a new one")
     .option("--json", "print one JSON line per event")
+    .option(
+      "--no-demo",
+      "do not drive the demo workload (sample data, a training round, a license, a generated sample)",
+    )
+    .option("--byzantine", "make one trainer dishonest (it returns the base weights), so its slash shows")
     .addHelpText(
       "after",
       "\nExamples:\n  deepshard devnet\n  deepshard devnet --nodes 2 --roles validator=2,storage=2,trainer,informant,inference --fresh\n" +
@@ -38,10 +46,16 @@ export function registerDevnet(program: Command): void {
 async function runDevnet(options: DevnetOptions): Promise<number> {
   const { Devnet: DevnetProcesses, prepareDevnet, spreadRoles } = await import("../../node/devnet.ts");
   const roles = spreadRoles(Number(options.nodes), options.roles);
-  const say = (line: string, json: Record<string, unknown>) =>
-    process.stdout.write(
-      options.json ? `${JSON.stringify({ time: Date.now(), ...json }, jsonReplacer)}\n` : `${line}\n`,
-    );
+  // A terminal gets the live view once the nodes run; --json and pipes get lines, as always.
+  const live = options.json !== true && process.stdout.isTTY === true;
+  let view: LiveViewHandle | undefined;
+  const say = (line: string, json: Record<string, unknown>) => {
+    if (view) view.store.dispatch({ type: "log", line });
+    else
+      process.stdout.write(
+        options.json ? `${JSON.stringify({ time: Date.now(), ...json }, jsonReplacer)}\n` : `${line}\n`,
+      );
+  };
   const started = Date.now();
   const manifest = await prepareDevnet({
     dir: resolve(options.dir),
@@ -51,19 +65,62 @@ async function runDevnet(options: DevnetOptions): Promise<number> {
   });
   let stopping = false;
   let devnet: Devnet | undefined;
+  let viewClosed: Promise<void> = Promise.resolve();
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    say("stopping the devnet…", { type: "devnet.stopping" });
+    const closing = view;
+    view = undefined;
+    viewClosed = (closing?.stop() ?? Promise.resolve()).then(() => {
+      say("stopping the devnet…", { type: "devnet.stopping" });
+    });
     void devnet?.stop();
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  const { DevnetDemo, makeByzantine } = await import("../../node/devnet-demo.ts");
+  if (options.byzantine) makeByzantine(manifest);
   devnet = await DevnetProcesses.start(manifest, { logLevel: "info" });
   if (stopping) {
     await devnet.stop();
     return 0;
   }
+  const demo = options.demo ? DevnetDemo.start(devnet, { say, dir: resolve(options.dir) }) : undefined;
+  if (live) {
+    const { startLiveView } = await import("../../view/index.ts");
+    const running = devnet;
+    view = startLiveView({ title: "deepshard devnet", onQuit: stop });
+    view.attach(running.nodes, (listener) => running.subscribe(({ node, event }) => listener(node, event)));
+    say(
+      `devnet running (${((Date.now() - started) / 1000).toFixed(1)} s to start); logs in ${resolve(options.dir)}/node-<i>/node.log`,
+      {},
+    );
+  } else {
+    printRunning(devnet, manifest.weightsId, started, say, demo);
+  }
+  await new Promise<void>((done) => {
+    const check = setInterval(() => {
+      if (stopping) {
+        clearInterval(check);
+        done();
+      }
+    }, 100);
+  });
+  await demo?.stop();
+  await devnet.stop();
+  await viewClosed;
+  say("devnet stopped", { type: "devnet.stopped" });
+  return 0;
+}
+
+/** The line output: each node, then one line per event worth seeing. */
+function printRunning(
+  devnet: Devnet,
+  weightsId: string,
+  started: number,
+  say: (line: string, json: Record<string, unknown>) => void,
+  demo: { narrates(e: DevnetEvent): boolean } | undefined,
+): void {
   for (const n of devnet.nodes) {
     say(`${n.name}  ${n.roles.join(",").padEnd(40)} api ${n.api}  ${n.address}`, {
       type: "devnet.node",
@@ -76,23 +133,14 @@ async function runDevnet(options: DevnetOptions): Promise<number> {
   }
   say(`devnet running (${((Date.now() - started) / 1000).toFixed(1)} s to start); Ctrl-C stops it`, {
     type: "devnet.running",
-    weightsId: manifest.weightsId,
+    weightsId,
   });
   devnet.subscribe((e: DevnetEvent) => {
+    // The demo tells its steps in words; the raw lines would repeat them.
+    if (demo?.narrates(e)) return;
     const line = describe(e);
     if (line !== undefined) say(line, { node: e.node, ...e.event });
   });
-  await new Promise<void>((done) => {
-    const check = setInterval(() => {
-      if (stopping) {
-        clearInterval(check);
-        done();
-      }
-    }, 100);
-  });
-  await devnet.stop();
-  say("devnet stopped", { type: "devnet.stopped" });
-  return 0;
 }
 
 /**
