@@ -30,6 +30,19 @@ const nodes: ViewNode[] = [0, 1, 2].map((i) => ({
   address: addr(i),
 }));
 const SUB = "ab".repeat(32);
+const SUPPLY = {
+  height: 1,
+  genesis: 5n,
+  minted: 0n,
+  burned: 0n,
+  balances: 5n,
+  bonded: 0n,
+  unbonding: 0n,
+  escrowed: 0n,
+  expected: 5n,
+  actual: 5n,
+  holds: true,
+};
 const WEIGHTS = "cd".repeat(32);
 
 function run(actions: ViewAction[], from: ViewState = initialState("test", nodes)): ViewState {
@@ -257,6 +270,13 @@ describe("the view's reducer", () => {
       { trainer: addr(1), committed: true, weightsId: WEIGHTS, outcome: "rewarded", canonical: true },
       { trainer: addr(2), committed: true, outcome: "slashed", canonical: false },
     ]);
+    expect(
+      reduce(s, {
+        type: "event",
+        node: "node-1",
+        event: { type: "trainer.trained", round: 5, weightsId: WEIGHTS },
+      }).rounds[1]!.trainers,
+    ).toEqual([{ trainer: addr(1), committed: false, trained: WEIGHTS }]);
     expect(r.verdicts).toEqual([
       { validator: addr(0), accepts: 1, rejects: 1, reasons: ["weights_unavailable"] },
     ]);
@@ -407,10 +427,12 @@ describe("the rendering", () => {
         node: "node-2",
         event: { type: "trainer.outcome", round: 3, outcome: "slashed", canonical: false },
       },
+      { type: "supply", supply: { ...SUPPLY, holds: false } },
     ]);
     const frame = renderToString(createElement(NetworkView, { state: s }), { columns: 160 });
     expect(frame).toContain("height 42");
     expect(frame).toContain("price 1,234");
+    expect(frame).toContain("supply 5 ✗ MISMATCH");
     expect(frame).toMatch(/Validators 1/);
     expect(frame).toMatch(/node-0\s+200\s+100\.0%/);
     expect(frame).toMatch(/node-1\s+999,000/);

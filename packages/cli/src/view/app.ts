@@ -66,14 +66,14 @@ function Validators({ state }: { state: ViewState }) {
       h(
         Line,
         { key: v.address },
-        `${col(accountName(state, v.address), 16)}${rcol(fmt(v.power), 12)}${rcol(pct(v.power, state.totalPower), 8)}`,
+        `${col(accountName(state, v.address), 12)}${rcol(fmt(v.power), 11)}${rcol(pct(v.power, state.totalPower), 7)}`,
       ),
     );
   const more = state.validators.length - rows.length;
   return h(
     Panel,
     { title: `Validators ${state.validators.length} · power ${fmt(state.totalPower)}` },
-    h(Line, { dim: true }, `${col("validator", 16)}${rcol("stake", 12)}${rcol("share", 8)}`),
+    h(Line, { dim: true }, `${col("validator", 12)}${rcol("stake", 11)}${rcol("share", 7)}`),
     ...rows,
     more > 0 ? h(Line, { dim: true }, `… ${more} more`) : null,
   );
@@ -86,13 +86,13 @@ function Balances({ state }: { state: ViewState }) {
       h(
         Line,
         { key: a.address },
-        `${col(accountName(state, a.address), 16)}${rcol(fmt(a.balance), 14)}${rcol(a.bonded > 0n ? fmt(a.bonded) : "", 12)}`,
+        `${col(accountName(state, a.address), 12)}${rcol(fmt(a.balance), 12)}${rcol(a.bonded > 0n ? fmt(a.bonded) : "", 10)}`,
       ),
     );
   return h(
     Panel,
     { title: "Balances" },
-    h(Line, { dim: true }, `${col("account", 16)}${rcol("balance", 14)}${rcol("bonded", 12)}`),
+    h(Line, { dim: true }, `${col("account", 12)}${rcol("balance", 12)}${rcol("bonded", 10)}`),
     ...rows,
   );
 }
@@ -193,7 +193,7 @@ function roundLines(state: ViewState, r: RoundRow): ReactNode[] {
   const accepts = r.verdicts.reduce((a, v) => a + v.accepts, 0);
   const rejects = r.verdicts.reduce((a, v) => a + v.rejects, 0);
   const reasons = [...new Set(r.verdicts.flatMap((v) => v.reasons))];
-  const head = `round ${r.id}${r.phase ? ` · ${r.phase}` : ""}${r.verdictEnd === undefined ? "" : ` · verdicts until ${r.verdictEnd}`} · ${r.trainers.length} trainers · ${r.verdicts.length} verdicts (${accepts} accept, ${rejects} reject${reasons.length ? `: ${reasons.join(", ")}` : ""})`;
+  const head = `round ${r.id}${r.phase ? ` · ${r.phase}` : ""}${r.verdictEnd === undefined ? "" : ` · ends ${r.verdictEnd}`} · ${r.trainers.length} trainers · ${r.verdicts.length} verdicts ${accepts}✓ ${rejects}✗${reasons.length ? ` ${reasons.join(",")}` : ""}`;
   return [
     h(Line, { key: `r${r.id}`, color: "white" }, head),
     ...r.trainers.map((t) =>
@@ -203,7 +203,7 @@ function roundLines(state: ViewState, r: RoundRow): ReactNode[] {
           key: `r${r.id}-${t.trainer}`,
           color: t.outcome === "slashed" ? "red" : t.outcome === "rewarded" ? "green" : "gray",
         },
-        `  ${col(accountName(state, t.trainer), 14)}${col(t.weightsId ? `revealed ${short(t.weightsId)}` : t.committed ? "committed" : "training", 22)}${t.outcome ?? ""}${t.canonical ? " · canonical" : ""}`,
+        `  ${col(accountName(state, t.trainer), 14)}${col(t.weightsId ? `revealed ${short(t.weightsId)}` : t.committed ? "committed" : t.trained ? "trained" : "training", 22)}${t.outcome ?? ""}${t.canonical ? " · canonical" : ""}`,
       ),
     ),
   ];

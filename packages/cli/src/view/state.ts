@@ -46,6 +46,9 @@ export interface TrainerRow {
   /** `ds1…` */
   trainer: string;
   committed: boolean;
+  /** What it trained (heard from the trainer itself), before it reveals. */
+  trained?: string;
+  /** What it revealed on the ledger. */
   weightsId?: string;
   outcome?: string;
   canonical?: boolean;
@@ -417,7 +420,7 @@ function applyEvent(state: ViewState, node: string, event: NodeEvent): ViewState
       const update: Partial<TrainerRow> = {};
       const weightsId = str(e.weightsId);
       const outcome = str(e.outcome);
-      if (weightsId !== undefined) update.weightsId = weightsId;
+      if (weightsId !== undefined) update.trained = weightsId;
       if (outcome !== undefined) update.outcome = outcome;
       if (typeof e.canonical === "boolean") update.canonical = e.canonical;
       const next = upsertRound(state, round, (r) => upsertTrainer(r, trainer, update));

@@ -6,6 +6,7 @@ import { networkPaths, resolveChainId, resolveDataDir } from "../../node/datadir
 import { createLogger } from "../../node/logger.ts";
 import { printResult } from "../../util/output.ts";
 import { resolvePassphrase } from "../../util/passphrase.ts";
+import type { LiveViewHandle } from "../../view/index.ts";
 import { type ApiOptions, addApiOptions, withClient } from "./common.ts";
 
 interface StartOptions {
@@ -93,7 +94,17 @@ async function runDaemon(options: StartOptions): Promise<number> {
     },
   });
   const { secretKey } = await readKeystore(paths.nodeKey, await resolvePassphrase(options));
-  const logger = createLogger(config.logLevel);
+  // A terminal gets the live view, the log in its panel; --json and pipes keep stdout and stderr as they were.
+  const live = options.json !== true && process.stdout.isTTY === true;
+  let view: LiveViewHandle | undefined;
+  if (live) {
+    const { startLiveView } = await import("../../view/index.ts");
+    view = startLiveView({ title: `deepshard node ${chainId}`, onQuit: () => handler("SIGINT") });
+  }
+  const logView = view;
+  const logger = logView
+    ? createLogger(config.logLevel, (line) => logView.store.dispatch({ type: "log", line: line.trimEnd() }))
+    : createLogger(config.logLevel);
   // Signals that arrive while the node is starting stop it as soon as it runs.
   let signalled: NodeJS.Signals | undefined;
   let onSignal = (signal: NodeJS.Signals) => {
@@ -115,8 +126,14 @@ async function runDaemon(options: StartOptions): Promise<number> {
   try {
     daemon = await Daemon.start({ paths, config, secretKey, logger, roles: roleFactories });
   } catch (err) {
+    await view?.stop();
     throw explainStartError(err);
   }
+  const running = daemon;
+  view?.attach(
+    [{ name: "node", api: running.apiUrl, roles: config.roles, address: running.account.address }],
+    (listener) => running.events.subscribe(({ event }) => listener("node", event)),
+  );
   if (options.json) {
     process.stdout.write(
       `${JSON.stringify({
@@ -134,12 +151,13 @@ async function runDaemon(options: StartOptions): Promise<number> {
     onSignal = (signal) => {
       if (stopping) {
         logger.warn("second signal: exiting now", { signal });
+        void view?.stop();
         resolve(1);
         return;
       }
       stopping = true;
       logger.info("signal received", { signal });
-      daemon.stop().then((clean) => resolve(clean ? 0 : 1));
+      Promise.all([daemon.stop(), view?.stop()]).then(([clean]) => resolve(clean ? 0 : 1));
     };
     if (signalled) onSignal(signalled);
   });
