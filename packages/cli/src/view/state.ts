@@ -190,7 +190,7 @@ export function toAddress(account: string): string {
 /** The name a person reads for an account: the node's name when it is one of the view's nodes. */
 export function accountName(state: ViewState, address: string): string {
   const node = state.nodes.find((n) => n.address === address);
-  return node ? node.name : `${address.slice(0, 10)}…${address.slice(-4)}`;
+  return node ? node.name : `${address.slice(0, 8)}…${address.slice(-3)}`;
 }
 
 function amount(value: unknown): bigint | undefined {
