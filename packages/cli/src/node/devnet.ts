@@ -35,16 +35,20 @@ export type GenesisRecipe = Omit<GenesisOptions, "onProgress">;
 /** A smaller model than the tensor package's default: trains in seconds, rounds fit in minutes. */
 export const DEVNET_RECIPE: GenesisRecipe = { steps: 60, batchSize: 16, nEmbd: 64, nLayer: 2, nHead: 4 };
 
-/** Short windows and a small batch: a data loop in seconds and a training round in about a minute. */
+/**
+ * Short windows and a small batch: a data loop in seconds and a training round in about two
+ * minutes on a busy 2-core machine (blocks come every 0.5–1 s there), so the demo's whole cycle
+ * fits in about four minutes.
+ */
 export const DEVNET_PARAMS: ParamsOverrides = {
   // A validator busy training reference replicas may miss blocks; it should not be jailed for it.
   downtime: { window: 10_000, minSignedBps: 1_000 },
-  data: { votingWindow: 30, minStake: 10n },
+  data: { votingWindow: 20, minStake: 10n },
   training: {
     batchSize: 1,
-    commitWindow: 120,
-    revealWindow: 60,
-    verdictWindow: 120,
+    commitWindow: 50,
+    revealWindow: 20,
+    verdictWindow: 40,
     hyperParameters: { learningRateMicro: 3000, epochs: 2, microBatch: 4 },
   },
 };
