@@ -1,6 +1,7 @@
 /** `npm run bench:validator`: the adversary benchmark as bench rows (see harness.ts and the README). */
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import { initBackend } from "@deepshard/tensor";
+import { DEFAULT_PROBE_SIZES } from "../src/fingerprint.ts";
 import { BENCH_GENESIS } from "./genesis.ts";
 import { runBenchmark } from "./harness.ts";
 import { ROUND } from "./round.ts";
@@ -13,8 +14,12 @@ const adversaryBench: BenchModule = async (ctx) => {
   const r = await runBenchmark({
     honest: ctx.quick ? 8 : 20,
     perClass: ctx.quick ? 2 : 5,
-    // Two replicas keep validation within 10% of a training run at this round's 65 submissions.
-    references: Number(process.env.DEEPSHARD_BENCH_REFERENCES ?? 2),
+    // Two replicas give the judge one pair to estimate its own spread from: on the genesis model
+    // that called the membership gap clear while honest runs spread 0.25–1.4× around it (README).
+    references: Number(process.env.DEEPSHARD_BENCH_REFERENCES ?? 3),
+    // The third replica is paid for by 8 instead of 10 batch and held-out probes, which feed only
+    // the improvement and membership-gap rules, keeping validation within 10% of a training run.
+    probeSizes: { ...DEFAULT_PROBE_SIZES, batch: 8, heldOut: 8 },
     round: { ...ROUND, seed: process.env.DEEPSHARD_BENCH_SEED ?? ROUND.seed },
     genesis: process.env.DEEPSHARD_BENCH_GENESIS === "full" ? {} : BENCH_GENESIS,
     replayed: 3,

@@ -6,7 +6,7 @@
  */
 import { type CausalLM, modelFromWeights, readWeights, weightsDigest } from "@deepshard/tensor";
 import { ValidatorError } from "../src/errors.ts";
-import { drawProbes, fingerprint } from "../src/fingerprint.ts";
+import { drawProbes, fingerprint, type ProbeSizes } from "../src/fingerprint.ts";
 import { judgeRound, type ModelSubmission, type Verdict, type VerdictThresholds } from "../src/judge.ts";
 import { type Checkpoint, chooseSegment, replaySegment, trainWithTranscript } from "../src/replay.ts";
 import { BENCH_GENESIS, type GenesisInfo, type GenesisRecipe, genesisModel } from "./genesis.ts";
@@ -38,6 +38,8 @@ export interface BenchOptions {
   genesis?: GenesisRecipe;
   round?: RoundRecipe;
   thresholds?: Partial<VerdictThresholds>;
+  /** Probes per set (the validator's defaults otherwise). */
+  probeSizes?: ProbeSizes;
   beacon?: string;
   /** Honest trainers that record a transcript on the deterministic backend and get one segment replayed. */
   replayed?: number;
@@ -107,7 +109,11 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   const baseWeights = readWeights(base);
   const data = roundData(recipe);
   // The beacon is a block hash after the commit deadline: nobody training knew these probes.
-  const probes = drawProbes(options.beacon ?? "block-hash-after-commit-deadline", data.pools);
+  const probes = drawProbes(
+    options.beacon ?? "block-hash-after-commit-deadline",
+    data.pools,
+    options.probeSizes,
+  );
 
   let validateMs = 0;
   const fp = (model: CausalLM) => {
