@@ -14,6 +14,15 @@ export {
 export { type NodeConfig, ROLES, type Role } from "./node/config.ts";
 export { Daemon, type DaemonOptions } from "./node/daemon.ts";
 export { networkPaths, resolveDataDir } from "./node/datadir.ts";
+export {
+  DEVNET_PARAMS,
+  DEVNET_PASSPHRASE,
+  Devnet,
+  type DevnetEvent,
+  type DevnetManifest,
+  type DevnetNode,
+  prepareDevnet,
+} from "./node/devnet.ts";
 export type { NodeEvent } from "./node/events.ts";
 export {
   type DataValidatorOptions,

@@ -137,6 +137,8 @@ export interface PrepareOptions {
   roles: Role[][];
   fresh?: boolean;
   recipe?: GenesisRecipe;
+  /** A model folder to start from instead of the one trained from `recipe` (the examples bring their own). */
+  model?: string;
   params?: ParamsOverrides;
   /** Extra environment per node index. */
   env?: Record<number, Record<string, string>>;
@@ -166,7 +168,7 @@ export async function prepareDevnet(options: PrepareOptions): Promise<DevnetMani
     return existing;
   }
   const recipe = options.recipe ?? DEVNET_RECIPE;
-  const modelDir = await genesisModel(dir, recipe, options.onProgress);
+  const modelDir = options.model ?? (await genesisModel(dir, recipe, options.onProgress));
   const chunkSize = options.chunkSize ?? CHUNK_SIZE;
   const scratch = await ChunkStore.open(join(dir, "models", "scratch"));
   const { weightsId } = await importModel(scratch, modelDir, { chunkSize });

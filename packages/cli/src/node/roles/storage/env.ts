@@ -5,12 +5,13 @@ import type { DirectoryOptions } from "./directory.ts";
  * Settings of the weights roles (trainer, storage, inference) from the environment:
  * DEEPSHARD_WEIGHTS_ANNOUNCE_MS, how often a node announces the chunks it holds (default 5000; a
  * holder silent for 4 intervals has left), and DEEPSHARD_TRAINER_BEHAVIOUR (a test/demo knob:
- * "base" makes a dishonest trainer that submits the base weights unchanged; default "honest").
+ * "base" makes a dishonest trainer that submits the base weights unchanged, "poison" one that trains
+ * on text the network never accepted; default "honest").
  */
 export function weightsOptionsFromEnv(
   env: NodeJS.ProcessEnv = process.env,
-): DirectoryOptions & { behaviour?: "honest" | "base" } {
-  const out: DirectoryOptions & { behaviour?: "honest" | "base" } = {};
+): DirectoryOptions & { behaviour?: "honest" | "base" | "poison" } {
+  const out: DirectoryOptions & { behaviour?: "honest" | "base" | "poison" } = {};
   const ms = env.DEEPSHARD_WEIGHTS_ANNOUNCE_MS;
   if (ms) {
     if (!/^[0-9]{1,9}$/.test(ms) || Number(ms) < 50) {
@@ -23,10 +24,10 @@ export function weightsOptionsFromEnv(
   }
   const behaviour = env.DEEPSHARD_TRAINER_BEHAVIOUR;
   if (behaviour) {
-    if (behaviour !== "honest" && behaviour !== "base") {
+    if (behaviour !== "honest" && behaviour !== "base" && behaviour !== "poison") {
       throw new DeepshardError(
         "CONFIG_INVALID",
-        `DEEPSHARD_TRAINER_BEHAVIOUR must be honest or base, got ${JSON.stringify(behaviour.slice(0, 40))}`,
+        `DEEPSHARD_TRAINER_BEHAVIOUR must be honest, base or poison, got ${JSON.stringify(behaviour.slice(0, 40))}`,
       );
     }
     out.behaviour = behaviour;

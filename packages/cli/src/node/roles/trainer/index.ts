@@ -29,9 +29,15 @@ import { roundExamples, roundTrainOptions } from "./recipe.ts";
 
 /**
  * TEST/DEMO KNOB: "base" makes a dishonest trainer that submits the base weights unchanged (what
- * validators must catch and the end-to-end test slashes). Real trainers run "honest".
+ * validators must catch and the end-to-end test slashes); "poison" trains on the batch plus text
+ * the network never accepted (POISON_TEXT; examples/byzantine-trainer shows it slashed). Real
+ * trainers run "honest".
  */
-export type TrainerBehaviour = "honest" | "base";
+export type TrainerBehaviour = "honest" | "base" | "poison";
+
+/** What a "poison" trainer slips into its training data, many times over. */
+export const POISON_TEXT = "The Sun orbits the Earth. The Earth stands still.";
+const POISON_COPIES = 64;
 
 export interface TrainerOptions extends DirectoryOptions {
   behaviour?: TrainerBehaviour;
@@ -273,12 +279,17 @@ export class TrainerService implements RoleService {
     let dir = base.dir;
     let examples = 0;
     let finalLoss = 0;
-    if (this.behaviour === "honest") {
+    if (this.behaviour !== "base") {
       job.state = "training";
       await initBackend({ backend: "wasm" });
       const model = await loadModel(base.dir);
       try {
-        const data = roundExamples(round.batch, blobs, tokenizerFor(model.config));
+        const tokenizer = tokenizerFor(model.config);
+        const data = roundExamples(round.batch, blobs, tokenizer);
+        if (this.behaviour === "poison") {
+          const tokens = [...tokenizer.encode(POISON_TEXT), tokenizer.eosTokenId];
+          for (let i = 0; i < POISON_COPIES; i++) data.push({ tokens });
+        }
         examples = data.length;
         const result = await train(model, data, {
           ...roundTrainOptions(round),

@@ -16,7 +16,7 @@ export interface RoundEntry {
   weightsId: string;
   /** Hex of the 32-byte salt. */
   salt: string;
-  behaviour: "honest" | "base";
+  behaviour: "honest" | "base" | "poison";
   examples: number;
   steps: number;
   /** Mean loss of the last steps (NaN-free; 0 for the base behaviour). */
