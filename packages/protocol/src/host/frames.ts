@@ -131,11 +131,7 @@ export class StreamReader {
     if (data instanceof Uint8Array) this.#chunks.push(data);
     else for (const chunk of data) this.#chunks.push(chunk);
     this.#queued += data.byteLength;
-    // Only bytes nobody is waiting for pause the stream: a waiting reader copies them out at once, and a
-    // pause would hold back yamux's window update (sent right after this event) and stall the sender.
-    const waiting = this.#wake !== undefined;
-    if (!waiting && this.#queued > PAUSE_ABOVE && this.#stream.readStatus === "readable")
-      this.#stream.pause();
+    if (this.#queued > PAUSE_ABOVE && this.#stream.readStatus === "readable") this.#stream.pause();
     this.#wake?.();
   };
 

@@ -61,7 +61,8 @@ export const noiseCrypto: ICryptoInterface = {
       decipher.final(); // throws when the tag does not match
       return plaintext;
     }
-    // Most messages straddle two socket reads: decrypting piece by piece saves copying them whole.
+    // Most messages straddle two socket reads (65,537 bytes on the wire, at most 65,536 per read): the
+    // pieces are deciphered as they are, not joined first.
     const plaintext = new Uint8ArrayList();
     for (const piece of ciphertext.sublist(0, textBytes)) plaintext.append(decipher.update(piece));
     decipher.final();
