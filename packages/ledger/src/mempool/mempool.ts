@@ -88,6 +88,13 @@ interface Sender {
 
 export type AddStatus = "added" | "held" | "known";
 
+/** A pooled transaction as others may see it. */
+export interface PooledTx {
+  readonly tx: SignedTx;
+  readonly id: string;
+  readonly addedAt: number;
+}
+
 export interface MempoolOptions {
   app: MempoolApp;
   signatures?: SignatureCache | undefined;
@@ -137,6 +144,11 @@ export class Mempool implements TxSource<SignedTx> {
   /** When `tx` entered the pool, if it is pooled. */
   addedAt(tx: SignedTx): number | undefined {
     return this.entries.get(txInfo(tx).id)?.addedAt;
+  }
+
+  /** Every pooled transaction, oldest first; the pool must not change while this is iterated. */
+  pooled(): IterableIterator<PooledTx> {
+    return this.entries.values();
   }
 
   /** Called for every transaction that enters the pool. */

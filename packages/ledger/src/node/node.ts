@@ -33,7 +33,7 @@ import type { Meta } from "../state/types.ts";
 import { type DbController, LevelDb, MemoryDb } from "../store/db.ts";
 import { LedgerStore } from "../store/ledger-store.ts";
 import { LedgerChain, ledgerBlockHashing } from "./ledger-app.ts";
-import { TxGossip } from "./tx-gossip.ts";
+import { TxGossip, type TxResendOptions } from "./tx-gossip.ts";
 
 export interface NodeOptions {
   genesis: Genesis;
@@ -58,6 +58,8 @@ export interface NodeOptions {
   maxBlockBytes?: number | undefined;
   mempool?: Partial<MempoolLimits> | undefined;
   txBatch?: { flushIntervalMs?: number; maxBatchTxs?: number } | undefined;
+  /** When pooled transactions not yet committed are gossiped again. */
+  txResend?: TxResendOptions | undefined;
   /** Gossipsub heartbeat; tests shorten it to form meshes quickly. */
   heartbeatIntervalMs?: number | undefined;
   logger?: HostLogger | undefined;
@@ -162,6 +164,8 @@ export class LedgerNode {
           known: (id) => mempool.getById(id),
           flushIntervalMs: options.txBatch?.flushIntervalMs,
           maxBatchTxs: options.txBatch?.maxBatchTxs,
+          pooled: () => mempool.pooled(),
+          resend: options.txResend,
           onError,
         });
       }

@@ -4,6 +4,12 @@
  * transactions, instead of one per transaction. The topic validator decodes a batch and checks
  * every signature (each once per node, through the SignatureCache, spread over the cores) before
  * the mempool sees it; one forged signature rejects the batch and penalises its relayer.
+ *
+ * Gossip is fire-and-forget: a batch published before the topic has peers (a node that just
+ * started) reaches nobody. So pooled transactions still waiting after a while are published again,
+ * each with a doubling back-off, a bounded number per interval, and only while the topic has peers;
+ * a peer newly on the topic resets the back-off so that it gets the pending set soon. Receivers
+ * drop what they hold already cheaply (known ids are not decoded, signatures are cached).
  */
 import {
   array,
@@ -18,6 +24,7 @@ import {
   version,
 } from "@deepshard/protocol";
 import type { GossipVerdict, Host } from "@deepshard/protocol/host";
+import type { PooledTx } from "../mempool/mempool.ts";
 import type { SignatureCache } from "../mempool/signatures.ts";
 import { txFromBytes, txInfo } from "../mempool/tx-info.ts";
 
@@ -62,7 +69,30 @@ export interface TxGossipOptions {
    * are not starved by transaction gossip at saturation. Their senders' nodes still propose them.
    */
   maxPendingTxs?: number | undefined;
+  /** This node's pooled transactions, oldest first: those left waiting are gossiped again. */
+  pooled?: (() => Iterable<PooledTx>) | undefined;
+  resend?: TxResendOptions | undefined;
+  /** The clock of `PooledTx.addedAt`. */
+  now?: (() => number) | undefined;
   onError?: ((err: unknown) => void) | undefined;
+}
+
+export interface TxResendOptions {
+  /** A pooled transaction is first gossiped again this long after it entered. Default 2000 ms. */
+  afterMs?: number | undefined;
+  /** How often the pool is looked at. Default 1000 ms. */
+  intervalMs?: number | undefined;
+  /** At most this many transactions gossiped again per interval. Default 256. */
+  maxTxs?: number | undefined;
+  /** The back-off between two re-sends of one transaction doubles up to this. Default 30 s. */
+  maxBackoffMs?: number | undefined;
+}
+
+interface Backoff {
+  /** Re-sends so far. */
+  sends: number;
+  /** When it is due again. */
+  at: number;
 }
 
 export class TxGossip {
@@ -73,8 +103,11 @@ export class TxGossip {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private pending = 0;
-  /** Batches published, received and shed, for tests and metrics. */
-  readonly stats = { published: 0, received: 0, shed: 0 };
+  private resendTimer: NodeJS.Timeout | undefined;
+  private backoff = new Map<string, Backoff>();
+  private topicPeers = new Set<string>();
+  /** Batches published, received and shed, and transactions re-sent, for tests and metrics. */
+  readonly stats = { published: 0, received: 0, shed: 0, resent: 0 };
 
   constructor(options: TxGossipOptions) {
     this.options = options;
@@ -110,6 +143,38 @@ export class TxGossip {
         handler(txs);
       },
     );
+    if (this.options.pooled) {
+      this.resendTimer = setInterval(() => this.resendWaiting(), this.options.resend?.intervalMs ?? 1000);
+    }
+  }
+
+  /** Publishes again the pooled transactions that are due (see the module comment). */
+  resendWaiting(): void {
+    const pooled = this.options.pooled;
+    if (!pooled) return;
+    const peers = new Set(this.options.host.topicPeers(this.options.topic).map(String));
+    if (peers.size === 0) return;
+    if ([...peers].some((p) => !this.topicPeers.has(p))) this.backoff.clear();
+    this.topicPeers = peers;
+    const afterMs = this.options.resend?.afterMs ?? 2000;
+    const maxTxs = this.options.resend?.maxTxs ?? 256;
+    const maxBackoffMs = this.options.resend?.maxBackoffMs ?? 30_000;
+    const now = (this.options.now ?? Date.now)();
+    // Rebuilt on every pass, so that transactions which left the pool are forgotten.
+    const backoff = new Map<string, Backoff>();
+    let sent = 0;
+    for (const { tx, id, addedAt } of pooled()) {
+      const b = this.backoff.get(id);
+      if (sent < maxTxs && (b?.at ?? addedAt + afterMs) <= now) {
+        const sends = (b?.sends ?? 0) + 1;
+        backoff.set(id, { sends, at: now + Math.min(afterMs * 2 ** sends, maxBackoffMs) });
+        this.publish(tx);
+        sent++;
+      } else if (b) backoff.set(id, b);
+    }
+    this.backoff = backoff;
+    this.stats.resent += sent;
+    this.flush();
   }
 
   /** Queues a transaction for the next batch. */
@@ -143,6 +208,9 @@ export class TxGossip {
   stop(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearInterval(this.resendTimer);
+    this.resendTimer = undefined;
+    this.backoff.clear();
     this.queue = [];
     this.unsubscribe?.();
   }
