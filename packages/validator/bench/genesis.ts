@@ -22,8 +22,8 @@ export type GenesisRecipe = Omit<GenesisOptions, "onProgress">;
 
 /**
  * The full recipe (3.2M parameters, d = 256, 4 layers) makes one round's ~60 training runs cost
- * ~15 CPU-minutes; a quarter of the width and half the depth (440k parameters) costs ~7× less and
- * keeps everything else of the network's recipe (corpus, seed, steps, batch, context, optimizer).
+ * ~15 CPU-minutes; half the width and depth (440k parameters) costs 5× less and keeps everything
+ * else of the network's recipe (corpus, seed, steps, batch, context, optimizer).
  * `DEEPSHARD_BENCH_GENESIS=full` runs the benchmark on the full recipe.
  */
 export const BENCH_GENESIS: GenesisRecipe = { nEmbd: 128, nLayer: 2, nHead: 4 };
