@@ -56,7 +56,7 @@ export interface PeerHoldings {
 }
 
 export interface DirectoryOptions {
-  /** How often this node announces (default 5 s); a peer silent for 4 intervals has left. */
+  /** How often this node announces (default 5 s); a peer silent for 4 intervals and no longer connected has left. */
   announceIntervalMs?: number;
 }
 
@@ -348,8 +348,13 @@ export class WeightsDirectory {
   #expire(): void {
     const cutoff = Date.now() - this.goneAfterMs;
     let gone = false;
+    let connected: Set<string> | undefined;
     for (const [id, p] of this.#peers) {
       if (p.lastSeen >= cutoff) continue;
+      // Silent but still connected: its announcements are late (a busy machine, a gossip mesh
+      // re-forming), not a departure; moving chunks for it would be wasted work.
+      connected ??= new Set(this.host.peers().map(String));
+      if (connected.has(id)) continue;
       this.#peers.delete(id);
       this.#log.info("weights holder gone", { peer: id, silentMs: Date.now() - p.lastSeen });
       gone = true;
