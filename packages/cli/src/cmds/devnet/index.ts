@@ -27,7 +27,7 @@ export function registerDevnet(program: Command): void {
     )
     .option("--dir <dir>", "where the devnet keeps its nodes and genesis model", ".deepshard-devnet")
     .option("--fresh", "wipe the devnet in --dir and create a new one")
-    .option("--json", "print one JSON line per event")
+    .option("--json", "print one JSON line per event (the default when stdout is not a terminal)")
     .option(
       "--no-demo",
       "do not drive the demo workload (sample data, a training round, a license, a generated sample)",
@@ -46,14 +46,15 @@ export function registerDevnet(program: Command): void {
 async function runDevnet(options: DevnetOptions): Promise<number> {
   const { Devnet: DevnetProcesses, prepareDevnet, spreadRoles } = await import("../../node/devnet.ts");
   const roles = spreadRoles(Number(options.nodes), options.roles);
-  // A terminal gets the live view once the nodes run; --json and pipes get lines, as always.
-  const live = options.json !== true && process.stdout.isTTY === true;
+  // A terminal gets the live view once the nodes run; --json and pipes (scripts) get JSON lines.
+  const asJson = options.json === true || process.stdout.isTTY !== true;
+  const live = !asJson;
   let view: LiveViewHandle | undefined;
   const say = (line: string, json: Record<string, unknown>) => {
     if (view) view.store.dispatch({ type: "log", line });
     else
       process.stdout.write(
-        options.json ? `${JSON.stringify({ time: Date.now(), ...json }, jsonReplacer)}\n` : `${line}\n`,
+        asJson ? `${JSON.stringify({ time: Date.now(), ...json }, jsonReplacer)}\n` : `${line}\n`,
       );
   };
   const started = Date.now();
