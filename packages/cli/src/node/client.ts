@@ -306,49 +306,109 @@ export class DeepshardClient {
     return this.#call("GET", path);
   }
 
-  async #call<T>(method: "GET" | "POST", path: string, body?: string): Promise<T> {
-    const res = await this.#request(method, path, body);
-    const text = await res.body.text();
-    try {
-      return JSON.parse(text, reviveAmounts) as T;
-    } catch (cause) {
-      throw new ClientError(res.statusCode, "BAD_RESPONSE", `the node answered ${path} with invalid JSON`, {
-        cause,
-      });
-    }
+  #call<T>(method: "GET" | "POST", path: string, body?: string): Promise<T> {
+    return callNode(this.#node, method, path, { body, reviver: reviveAmounts });
   }
 
-  async #request(method: "GET" | "POST", path: string, body?: string) {
-    let res: Awaited<ReturnType<typeof request>>;
+  #request(method: "GET" | "POST", path: string, body?: string) {
+    return requestNode(this.#node, method, path, { body });
+  }
+
+  get #node(): NodeEndpoint {
+    return { url: this.url, agent: this.#agent, timeoutMs: this.#timeoutMs };
+  }
+}
+
+/** What the HTTP helpers need of a client: where its node is, its connection pool, its deadline. */
+export interface NodeEndpoint {
+  url: string;
+  agent: Agent;
+  timeoutMs: number;
+}
+
+/** The `error` object of the node's JSON error bodies. */
+export interface NodeErrorBody {
+  code?: string;
+  message?: string;
+  details?: string;
+}
+
+export interface NodeCallOptions {
+  /** JSON text, or raw bytes (sent as application/octet-stream). */
+  body?: string | Uint8Array | undefined;
+  reviver?: ((key: string, value: unknown) => unknown) | undefined;
+  /** A clearer error for a refusal this client understands (e.g. a role the node does not run). */
+  explain?: ((status: number, error: NodeErrorBody, path: string) => ClientError | undefined) | undefined;
+}
+
+/**
+ * One request to a node's API, shared by every client: an unreachable node and an HTTP error become
+ * ClientErrors carrying the node's own code and message.
+ */
+export async function requestNode(
+  node: NodeEndpoint,
+  method: "GET" | "POST",
+  path: string,
+  options: NodeCallOptions = {},
+): Promise<Awaited<ReturnType<typeof request>>> {
+  const { body } = options;
+  let res: Awaited<ReturnType<typeof request>>;
+  try {
+    res = await request(`${node.url}${path}`, {
+      method,
+      dispatcher: node.agent,
+      headersTimeout: node.timeoutMs,
+      bodyTimeout: node.timeoutMs,
+      ...(body === undefined
+        ? {}
+        : {
+            body,
+            headers: {
+              "content-type": typeof body === "string" ? "application/json" : "application/octet-stream",
+            },
+          }),
+    });
+  } catch (cause) {
+    throw new ClientError(0, "NODE_UNREACHABLE", `cannot reach the node at ${node.url}`, {
+      details: "is `deepshard node start` running? pass --api <url> or set DEEPSHARD_API",
+      cause,
+    });
+  }
+  if (res.statusCode >= 400) {
+    const text = await res.body.text();
+    let error: NodeErrorBody = {};
     try {
-      res = await request(`${this.url}${path}`, {
-        method,
-        dispatcher: this.#agent,
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-        ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } }),
-      });
-    } catch (cause) {
-      throw new ClientError(0, "NODE_UNREACHABLE", `cannot reach the node at ${this.url}`, {
-        details: "is `deepshard node start` running? pass --api <url> or set DEEPSHARD_API",
-        cause,
-      });
+      error = (JSON.parse(text) as { error?: NodeErrorBody }).error ?? {};
+    } catch {
+      // Not our node, or a proxy: report the status.
     }
-    if (res.statusCode >= 400) {
-      const text = await res.body.text();
-      let error: { code?: string; message?: string; details?: string } = {};
-      try {
-        error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
-      } catch {
-        // Not our node, or a proxy: report the status.
-      }
-      throw new ClientError(
+    throw (
+      options.explain?.(res.statusCode, error, path) ??
+      new ClientError(
         res.statusCode,
         error.code ?? `HTTP_${res.statusCode}`,
         error.message ?? `the node answered ${method} ${path} with HTTP ${res.statusCode}`,
         error.details ? { details: error.details } : {},
-      );
-    }
-    return res;
+      )
+    );
+  }
+  return res;
+}
+
+/** `requestNode`, then the JSON answer (amount fields revived by `reviver`). */
+export async function callNode<T>(
+  node: NodeEndpoint,
+  method: "GET" | "POST",
+  path: string,
+  options: NodeCallOptions = {},
+): Promise<T> {
+  const res = await requestNode(node, method, path, options);
+  const text = await res.body.text();
+  try {
+    return JSON.parse(text, options.reviver) as T;
+  } catch (cause) {
+    throw new ClientError(res.statusCode, "BAD_RESPONSE", `the node answered ${path} with invalid JSON`, {
+      cause,
+    });
   }
 }

@@ -9,8 +9,8 @@
  *
  * A refusal by the node is a ClientError with the node's code (TOO_LARGE, BAD_STAKE, …).
  */
-import { Agent, request } from "undici";
-import { ClientError } from "../../client.ts";
+import { Agent } from "undici";
+import { ClientError, callNode, type NodeErrorBody } from "../../client.ts";
 import { InformantError } from "./errors.ts";
 import type { SubmissionView } from "./service.ts";
 
@@ -107,45 +107,15 @@ export class InformantClient {
     await this.#agent.close();
   }
 
-  async #call<T>(method: "GET" | "POST", path: string, body?: Uint8Array): Promise<T> {
-    let res: Awaited<ReturnType<typeof request>>;
-    try {
-      res = await request(`${this.url}${path}`, {
-        method,
-        dispatcher: this.#agent,
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-        ...(body === undefined ? {} : { body, headers: { "content-type": "application/octet-stream" } }),
-      });
-    } catch (cause) {
-      throw new ClientError(0, "NODE_UNREACHABLE", `cannot reach the node at ${this.url}`, {
-        details: "is `deepshard node start` running? pass --api <url> or set DEEPSHARD_API",
-        cause,
-      });
-    }
-    const text = await res.body.text();
-    let json: { error?: { code?: string; message?: string; details?: string } } & Record<string, unknown>;
-    try {
-      json = JSON.parse(text, revive);
-    } catch (cause) {
-      throw new ClientError(res.statusCode, "BAD_RESPONSE", `the node answered ${path} with invalid JSON`, {
-        cause,
-      });
-    }
-    if (res.statusCode >= 400) {
-      const error = json.error ?? {};
-      if (res.statusCode === 404 && error.code === "NOT_FOUND" && path === "/informant/status") {
-        throw new ClientError(404, "NO_INFORMANT", "the node does not run the informant role", {
-          details: "start it with --roles …,informant",
-        });
-      }
-      throw new ClientError(
-        res.statusCode,
-        error.code ?? `HTTP_${res.statusCode}`,
-        error.message ?? `the node answered ${method} ${path} with HTTP ${res.statusCode}`,
-        error.details ? { details: error.details } : {},
-      );
-    }
-    return json as T;
+  #call<T>(method: "GET" | "POST", path: string, body?: Uint8Array): Promise<T> {
+    const node = { url: this.url, agent: this.#agent, timeoutMs: this.#timeoutMs };
+    return callNode(node, method, path, { body, reviver: revive, explain: explainInformant });
   }
+}
+
+function explainInformant(status: number, error: NodeErrorBody, path: string): ClientError | undefined {
+  if (status !== 404 || error.code !== "NOT_FOUND" || path !== "/informant/status") return undefined;
+  return new ClientError(404, "NO_INFORMANT", "the node does not run the informant role", {
+    details: "start it with --roles …,informant",
+  });
 }

@@ -12,8 +12,8 @@
  * A refusal by the node is a ClientError with the node's code (NO_LICENSE, NO_MODEL, …); a route
  * of a role the node does not run is ROLE_NOT_RUNNING.
  */
-import { Agent, request } from "undici";
-import { ClientError } from "../../client.ts";
+import { Agent } from "undici";
+import { ClientError, callNode } from "../../client.ts";
 import type { FetchJob } from "../inference/index.ts";
 
 export interface WeightsOverview {
@@ -165,36 +165,15 @@ export class WeightsClient {
     await this.#agent.close();
   }
 
-  async #call<T>(method: "GET" | "POST", path: string, body?: string): Promise<T> {
-    let res: Awaited<ReturnType<typeof request>>;
-    try {
-      res = await request(`${this.url}${path}`, {
-        method,
-        dispatcher: this.#agent,
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-        ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } }),
-      });
-    } catch (cause) {
-      throw new ClientError(0, "NODE_UNREACHABLE", `cannot reach the node at ${this.url}`, {
-        details: "is `deepshard node start` running? pass --api <url> or set DEEPSHARD_API",
-        cause,
-      });
-    }
-    const text = await res.body.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text, revive);
-    } catch (cause) {
-      throw new ClientError(res.statusCode, "BAD_RESPONSE", `the node answered ${path} with invalid JSON`, {
-        cause,
-      });
-    }
-    if (res.statusCode >= 400) {
-      const error = (json as { error?: { code?: string; message?: string; details?: string } }).error ?? {};
-      if (res.statusCode === 404 && error.code === "NOT_FOUND") {
+  #call<T>(method: "GET" | "POST", path: string, body?: string): Promise<T> {
+    const node = { url: this.url, agent: this.#agent, timeoutMs: this.#timeoutMs };
+    return callNode(node, method, path, {
+      body,
+      reviver: revive,
+      explain: (status, error) => {
+        if (status !== 404 || error.code !== "NOT_FOUND") return undefined;
         const role = ROLE_OF.find(([prefix]) => path.startsWith(prefix))?.[1] ?? "needed";
-        throw new ClientError(
+        return new ClientError(
           404,
           "ROLE_NOT_RUNNING",
           `the node at ${this.url} does not run the ${role} role`,
@@ -202,14 +181,7 @@ export class WeightsClient {
             details: "start it with that role: deepshard node start --roles …",
           },
         );
-      }
-      throw new ClientError(
-        res.statusCode,
-        error.code ?? `HTTP_${res.statusCode}`,
-        error.message ?? `the node answered ${method} ${path} with HTTP ${res.statusCode}`,
-        error.details ? { details: error.details } : {},
-      );
-    }
-    return json as T;
+      },
+    });
   }
 }
