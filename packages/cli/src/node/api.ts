@@ -304,10 +304,22 @@ function match(pattern: readonly string[], path: readonly string[]): Record<stri
  * at the limit without destroying the request, so the error can still be sent before closing.
  */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const tooLarge = () =>
-    new ApiError(413, "BODY_TOO_LARGE", `the request body exceeds ${limit} bytes`, { meta: { limit } });
-  const declared = Number(req.headers["content-length"] ?? 0);
-  if (declared > limit) return Promise.reject(tooLarge());
+  return readLimitedBody(
+    req,
+    limit,
+    () => new ApiError(413, "BODY_TOO_LARGE", `the request body exceeds ${limit} bytes`, { meta: { limit } }),
+    (cause) => new ApiError(400, "BAD_BODY", "the request body broke off", { cause }),
+  );
+}
+
+/** The reading behind `readBody`, with the caller's errors (the OpenAI server has its own shape). */
+export function readLimitedBody(
+  req: IncomingMessage,
+  limit: number,
+  tooLarge: () => Error,
+  broken: (cause: unknown) => Error,
+): Promise<Buffer> {
+  if (Number(req.headers["content-length"] ?? 0) > limit) return Promise.reject(tooLarge());
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -323,8 +335,6 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     };
     req.on("data", onData);
     req.once("end", () => resolve(Buffer.concat(chunks)));
-    req.once("error", (cause) =>
-      reject(new ApiError(400, "BAD_BODY", "the request body broke off", { cause })),
-    );
+    req.once("error", (cause) => reject(broken(cause)));
   });
 }

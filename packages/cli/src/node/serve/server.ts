@@ -7,12 +7,14 @@
  * name a loopback Host, so web pages cannot reach the model through DNS rebinding. There is no API
  * key: whoever reaches the port can use the model.
  */
+
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { DeepshardError } from "@deepshard/protocol";
 import type { CausalLM, Tokenizer } from "@deepshard/tensor";
 import { ModelError } from "@deepshard/tensor";
+import { readLimitedBody } from "../api.ts";
 import type { Logger } from "../logger.ts";
 import { CHAT_STOPS, renderChat } from "./chat.ts";
 import { OpenAIError } from "./errors.ts";
@@ -327,26 +329,13 @@ function sendError(
 
 /** Reads at most `limit` bytes; more is a 413 (reading stops, so the answer can still be sent). */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const tooLarge = () =>
-    new OpenAIError(413, "request_too_large", `the request body exceeds ${limit} bytes`, {
-      meta: { limit },
-    });
-  if (Number(req.headers["content-length"] ?? 0) > limit) return Promise.reject(tooLarge());
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.off("data", onData);
-        req.pause();
-        reject(tooLarge());
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on("data", onData);
-    req.once("end", () => resolve(Buffer.concat(chunks)));
-    req.once("error", () => reject(new OpenAIError(400, "bad_body", "the request body broke off")));
-  });
+  return readLimitedBody(
+    req,
+    limit,
+    () =>
+      new OpenAIError(413, "request_too_large", `the request body exceeds ${limit} bytes`, {
+        meta: { limit },
+      }),
+    () => new OpenAIError(400, "bad_body", "the request body broke off"),
+  );
 }
