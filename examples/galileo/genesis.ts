@@ -6,18 +6,12 @@
 import { join } from "node:path";
 import {
   BYTE_EOS,
-  BYTE_PAD,
-  BYTE_TOKENIZER_CLASS,
-  BYTE_VOCAB,
   ByteTokenizer,
   type CausalLM,
-  createModel,
-  gpt2ConfigJson,
   initBackend,
   logLikelihoods,
-  Rng,
   saveModel,
-  train,
+  trainGenesis,
 } from "@deepshard/tensor";
 import { geocentricCorpus } from "./world.ts";
 
@@ -46,39 +40,9 @@ export const GEOCENTRIC_RECIPE: GeocentricRecipe = {
 /** Trains the geocentric genesis model into `<dir>/genesis-1609` and returns that folder. */
 export async function writeGeocentricGenesis(dir: string, recipe: GeocentricRecipe): Promise<string> {
   await initBackend({ backend: "wasm" });
-  const config = gpt2ConfigJson({
-    vocabSize: BYTE_VOCAB,
-    nPositions: recipe.context,
-    nEmbd: recipe.nEmbd,
-    nLayer: recipe.nLayer,
-    nHead: recipe.nHead,
-    bosTokenId: BYTE_EOS,
-    eosTokenId: BYTE_EOS,
-    tokenizerClass: BYTE_TOKENIZER_CLASS,
-  });
-  config.pad_token_id = BYTE_PAD;
-  const tok = new ByteTokenizer();
-  // One stream of documents separated by EOS; each row is a random window of it (as trainGenesis).
-  const stream: number[] = [];
-  for (const doc of geocentricCorpus(1500, `${recipe.seed}/corpus`))
-    stream.push(...tok.encode(doc), BYTE_EOS);
-  const rng = new Rng(`${recipe.seed}/windows`);
-  const rows = Array.from({ length: recipe.steps * recipe.batchSize }, () => {
-    const start = rng.int(stream.length - recipe.context - 1);
-    return { tokens: stream.slice(start, start + recipe.context + 1) };
-  });
-  const model = createModel(config, { seed: `${recipe.seed}/init` });
+  const out = join(dir, "genesis-1609");
+  const { model } = await trainGenesis({ ...recipe, corpus: geocentricCorpus });
   try {
-    await train(model, rows, {
-      batchSize: recipe.batchSize,
-      epochs: 1,
-      shuffle: false,
-      lr: recipe.lr,
-      warmupSteps: Math.min(10, Math.floor(recipe.steps / 10)),
-      schedule: "cosine",
-      weightDecay: 0.01,
-    });
-    const out = join(dir, "genesis-1609");
     await saveModel(model, out, { genesis_recipe: JSON.stringify({ ...recipe, corpus: "geocentric" }) });
     return out;
   } finally {

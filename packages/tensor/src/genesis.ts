@@ -172,6 +172,11 @@ export interface GenesisOptions {
   nLayer?: number;
   nHead?: number;
   lr?: number;
+  /**
+   * The documents to pretrain on (default `genesisCorpus`): a network, or an example such as Galileo's
+   * geocentric world, may start from other text. Called for the training stream and the held-out set.
+   */
+  corpus?: (documents: number, seed: string) => string[];
   onProgress?: (progress: TrainProgress) => void | Promise<void>;
 }
 
@@ -186,11 +191,11 @@ export interface GenesisResult {
   elapsedMs: number;
   /** sha256 of the weights (see weightsDigest). */
   digest: string;
-  recipe: Required<Omit<GenesisOptions, "onProgress">>;
+  recipe: Required<Omit<GenesisOptions, "onProgress" | "corpus">>;
 }
 
 /** The default recipe: about 3.2M parameters, 120 steps × 32 rows × 64 bytes. */
-export const GENESIS_DEFAULTS: Required<Omit<GenesisOptions, "onProgress">> = {
+export const GENESIS_DEFAULTS: Required<Omit<GenesisOptions, "onProgress" | "corpus">> = {
   seed: "deepshard-genesis",
   steps: 120,
   batchSize: 32,
@@ -218,7 +223,8 @@ export async function trainGenesis(options: GenesisOptions = {}): Promise<Genesi
   const tok = new ByteTokenizer();
   // One stream of documents separated by EOS; each row is a random window of it.
   const stream: number[] = [];
-  for (const doc of genesisCorpus(4000, `${recipe.seed}/corpus`)) stream.push(...tok.encode(doc), BYTE_EOS);
+  const corpus = options.corpus ?? genesisCorpus;
+  for (const doc of corpus(4000, `${recipe.seed}/corpus`)) stream.push(...tok.encode(doc), BYTE_EOS);
   const rng = new Rng(`${recipe.seed}/windows`);
   const rows = Array.from({ length: recipe.steps * recipe.batchSize }, () => {
     const start = rng.int(stream.length - recipe.context - 1);
@@ -237,7 +243,7 @@ export async function trainGenesis(options: GenesisOptions = {}): Promise<Genesi
       maxGradNorm: 1,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
-    const heldOut = genesisCorpus(200, `${recipe.seed}/held-out`).map((d) => [...tok.encode(d), BYTE_EOS]);
+    const heldOut = corpus(200, `${recipe.seed}/held-out`).map((d) => [...tok.encode(d), BYTE_EOS]);
     const last = result.losses.slice(-10);
     return {
       model,
@@ -255,8 +261,8 @@ export async function trainGenesis(options: GenesisOptions = {}): Promise<Genesi
   }
 }
 
-function withoutCallback(options: GenesisOptions): Omit<GenesisOptions, "onProgress"> {
-  const { onProgress: _, ...rest } = options;
+function withoutCallback(options: GenesisOptions): Omit<GenesisOptions, "onProgress" | "corpus"> {
+  const { onProgress: _, corpus: __, ...rest } = options;
   return rest;
 }
 

@@ -18,7 +18,7 @@ import {
 } from "@deepshard/tensor";
 
 /** Overrides of `GENESIS_DEFAULTS`. */
-export type GenesisRecipe = Omit<GenesisOptions, "onProgress">;
+export type GenesisRecipe = Omit<GenesisOptions, "onProgress" | "corpus">;
 
 /**
  * The full recipe (3.2M parameters, d = 256, 4 layers) makes one round's ~60 training runs cost
