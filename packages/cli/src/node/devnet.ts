@@ -347,6 +347,10 @@ export class Devnet {
     });
     await log.close();
     this.#children.push(child);
+    // The first line says where the node runs; one line per event follows. The devnet takes events
+    // from each node's API instead (`#follow` resumes by id when a node restarts), so it drops those
+    // lines, but it must keep reading them: a full pipe would block the node. The interface does,
+    // for as long as the child's stdout is open.
     const lines = createInterface({ input: child.stdout! });
     const started = await new Promise<{ api: string; peerId: string; listen: string[] }>((ok, fail) => {
       const timer = setTimeout(

@@ -14,3 +14,11 @@ export function jsonReplacer(_key: string, value: unknown): unknown {
   if (value instanceof Uint8Array) return Buffer.from(value).toString("hex");
   return value;
 }
+
+/**
+ * One event as a JSON line, stamped with the wall-clock time (the event's own `time`, a block's,
+ * wins): what `deepshard devnet` and `deepshard node start` print when stdout is not a terminal.
+ */
+export function eventLine(event: Record<string, unknown>): string {
+  return `${JSON.stringify({ time: Date.now(), ...event }, jsonReplacer)}\n`;
+}

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { Devnet, DevnetEvent } from "../../node/devnet.ts";
-import { jsonReplacer } from "../../util/output.ts";
+import { eventLine, jsonReplacer } from "../../util/output.ts";
 import type { LiveViewHandle } from "../../view/index.ts";
 
 interface DevnetOptions {
@@ -52,10 +52,7 @@ async function runDevnet(options: DevnetOptions): Promise<number> {
   let view: LiveViewHandle | undefined;
   const say = (line: string, json: Record<string, unknown>) => {
     if (view) view.store.dispatch({ type: "log", line });
-    else
-      process.stdout.write(
-        asJson ? `${JSON.stringify({ time: Date.now(), ...json }, jsonReplacer)}\n` : `${line}\n`,
-      );
+    else process.stdout.write(asJson ? eventLine(json) : `${line}\n`);
   };
   const started = Date.now();
   const manifest = await prepareDevnet({

@@ -3,8 +3,8 @@ import type { Command } from "commander";
 import { loadConfig } from "../../node/config.ts";
 import type { Daemon } from "../../node/daemon.ts";
 import { networkPaths, resolveChainId, resolveDataDir } from "../../node/datadir.ts";
-import { createLogger } from "../../node/logger.ts";
-import { printResult } from "../../util/output.ts";
+import { createLogger, type Logger } from "../../node/logger.ts";
+import { eventLine, printResult } from "../../util/output.ts";
 import { resolvePassphrase } from "../../util/passphrase.ts";
 import type { LiveViewHandle } from "../../view/index.ts";
 import { type ApiOptions, addApiOptions, withClient } from "./common.ts";
@@ -45,7 +45,11 @@ export function registerNode(program: Command): void {
       "--passphrase-file <file>",
       "read the passphrase from a file (else DEEPSHARD_PASSPHRASE or a prompt)",
     )
-    .option("--json", "print one JSON line on stdout once the node runs (api, peer id, address, listen)")
+    .option(
+      "--json",
+      "print JSON lines: one once the node runs (api, peer id, address, listen), then one per event " +
+        "(the default when stdout is not a terminal)",
+    )
     .addHelpText(
       "after",
       "\nEnvironment: DEEPSHARD_DATA_DIR, DEEPSHARD_CHAIN_ID, DEEPSHARD_ROLES, DEEPSHARD_LISTEN,\n" +
@@ -94,8 +98,10 @@ async function runDaemon(options: StartOptions): Promise<number> {
     },
   });
   const { secretKey } = await readKeystore(paths.nodeKey, await resolvePassphrase(options));
-  // A terminal gets the live view, the log in its panel; --json and pipes keep stdout and stderr as they were.
-  const live = options.json !== true && process.stdout.isTTY === true;
+  // A terminal gets the live view, the log in its panel; --json and pipes get JSON lines on stdout,
+  // the log on stderr.
+  const asJson = options.json === true || process.stdout.isTTY !== true;
+  const live = !asJson;
   let view: LiveViewHandle | undefined;
   if (live) {
     const { startLiveView } = await import("../../view/index.ts");
@@ -134,18 +140,7 @@ async function runDaemon(options: StartOptions): Promise<number> {
     [{ name: "node", api: running.apiUrl, roles: config.roles, address: running.account.address }],
     (listener) => running.events.subscribe(({ event }) => listener("node", event)),
   );
-  if (options.json) {
-    process.stdout.write(
-      `${JSON.stringify({
-        chainId,
-        api: daemon.apiUrl,
-        address: daemon.account.address,
-        peerId: daemon.ledger.host.peerId.toString(),
-        listen: daemon.ledger.host.addresses().map(String),
-        height: daemon.height,
-      })}\n`,
-    );
-  }
+  if (asJson) printJsonLines(running, chainId, logger);
   return new Promise<number>((resolve) => {
     let stopping = false;
     onSignal = (signal) => {
@@ -160,5 +155,35 @@ async function runDaemon(options: StartOptions): Promise<number> {
       Promise.all([daemon.stop(), view?.stop()]).then(([clean]) => resolve(clean ? 0 : 1));
     };
     if (signalled) onSignal(signalled);
+  });
+}
+
+/**
+ * The startup line first (a parent such as the devnet reads it for the API url, peer id and listen
+ * addresses), then one line per event of the node, those of its start included. Whoever reads stdout
+ * must keep reading: a pipe nobody drains would block the node on its next write.
+ */
+function printJsonLines(daemon: Daemon, chainId: string, logger: Logger): void {
+  process.stdout.write(
+    `${JSON.stringify({
+      chainId,
+      api: daemon.apiUrl,
+      address: daemon.account.address,
+      peerId: daemon.ledger.host.peerId.toString(),
+      listen: daemon.ledger.host.addresses().map(String),
+      height: daemon.height,
+    })}\n`,
+  );
+  for (const { id, event } of daemon.events.since(0)) process.stdout.write(eventLine({ id, ...event }));
+  const unsubscribe = daemon.events.subscribe(({ id, event }) =>
+    process.stdout.write(eventLine({ id, ...event })),
+  );
+  // The reader went away (EPIPE): the node is still useful, only its event lines stop.
+  let closed = false;
+  process.stdout.on("error", (error) => {
+    if (closed) return;
+    closed = true;
+    unsubscribe();
+    logger.warn("stdout is closed: no more event lines", { error: error.message });
   });
 }
