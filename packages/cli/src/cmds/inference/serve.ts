@@ -10,6 +10,7 @@ import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { DeepshardError } from "@deepshard/protocol";
 import { tokenizerFor } from "@deepshard/tensor";
+import { exists } from "../../node/datadir.ts";
 import { WeightsClient } from "../../node/roles/storage/client.ts";
 import { chunkModel } from "../../node/roles/storage/models.ts";
 import { startOpenAIServer } from "../../node/serve/index.ts";
@@ -125,13 +126,27 @@ async function fetchedModel(options: ServeCliOptions): Promise<{ dir: string; we
     const status = await client.inferenceStatus();
     const id = options.weightsId ?? status.canonicalWeightsId;
     const done = status.fetches.find((j) => j.weightsId === id && j.state === "done" && j.dir !== null);
-    if (done) return { dir: done.dir!, weightsId: id };
+    if (done) return { dir: await onThisMachine(done.dir!, client.url), weightsId: id };
+    // Asked first, told after: a node that refuses (no license) prints only its refusal.
+    const started = await client.fetch({ weightsId: id });
     process.stderr.write(`fetching weights ${id.slice(0, 16)}… through the node at ${client.url}\n`);
-    const job = await client.waitForFetch((await client.fetch({ weightsId: id })).weightsId);
+    const job = await client.waitForFetch(started.weightsId);
     if (job.dir === null)
       throw new DeepshardError("NO_MODEL", `the node fetched ${id} but reports no folder`);
-    return { dir: job.dir, weightsId: id };
+    return { dir: await onThisMachine(job.dir, client.url), weightsId: id };
   } finally {
     await client.close();
   }
+}
+
+/** The node's model folder, read from this process: only a node on this machine's disk will do. */
+async function onThisMachine(dir: string, api: string): Promise<string> {
+  if (await exists(join(dir, "config.json"))) return dir;
+  throw new DeepshardError(
+    "MODEL_NOT_LOCAL",
+    `the node at ${api} keeps the weights in ${dir}, not found here`,
+    {
+      details: "run inference serve on the node's machine, or pass --model with a copy of that folder",
+    },
+  );
 }
