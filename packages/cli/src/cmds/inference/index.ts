@@ -39,7 +39,7 @@ export function registerInference(program: Command): void {
     .addHelpText(
       "after",
       "\nWith --json one line is printed once listening: " +
-        '{"url", "model", "host", "port", "dir", "backend", "limits"}.' +
+        '{"url", "model", "weightsId", "host", "port", "dir", "backend", "limits"}.' +
         "\nChat messages are rendered as 'System: …', 'User: …' lines and the model continues after 'Assistant:'." +
         "\n\nExamples:\n  deepshard inference serve --model ./genesis --port 8000" +
         "\n  curl http://127.0.0.1:8000/v1/completions -H 'content-type: application/json' \\" +
