@@ -38,7 +38,8 @@ export {
   type SubmissionView,
 } from "./node/roles/informant/index.ts";
 export { WeightsClient } from "./node/roles/storage/client.ts";
-export { chunkModel, importModel } from "./node/roles/storage/models.ts";
+export { importModel } from "./node/roles/storage/models.ts";
 export * from "./node/serve/index.ts";
 export type { NodeLedger, RoleContext, RoleFactory, RoleService } from "./node/service.ts";
 export { signTx, type TxBody } from "./node/tx.ts";
+export { chunkModel, WEIGHTS_CHUNK_SIZE } from "./node/weights-id.ts";

@@ -6,7 +6,6 @@ import {
   BYTE_TOKENIZER_CLASS,
   ByteTokenizer,
   type CausalLM,
-  ChunkedWeights,
   createModel,
   evaluate,
   gpt2ConfigJson,
@@ -15,6 +14,7 @@ import {
   saveModel,
 } from "@deepshard/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chunkModel } from "../src/node/weights-id.ts";
 
 const bin = join(import.meta.dirname, "..", "bin", "deepshard.js");
 const fixture = "/work/shared/fixtures/hf/gpt2-tiny";
@@ -214,7 +214,7 @@ describe("deepshard model inspect", () => {
     ]);
     expect(j.status, j.stderr).toBe(0);
     const info = JSON.parse(j.stdout);
-    const { weightsId } = await ChunkedWeights.open(fixture);
+    const { weightsId } = await chunkModel(fixture);
     // wte 1000×64 + wpe 64×64 + 2 blocks of 49,984 + ln_f 128, as transformers' num_parameters().
     expect(info).toMatchObject({
       modelType: "gpt2",
@@ -268,7 +268,7 @@ describe("deepshard model genesis", () => {
       batchSize: 4,
       context: 32,
     });
-    expect(info.weightsId).toBe((await ChunkedWeights.open(a)).weightsId);
+    expect(info.weightsId).toBe((await chunkModel(a)).weightsId);
     expect(Number.isFinite(info.finalLoss) && Number.isFinite(info.heldOutLoss)).toBe(true);
 
     expect(h.status, h.stderr).toBe(0);

@@ -122,6 +122,21 @@ describe("ledger node", () => {
     for (const n of nodes) expect(n.consensus.errors).toEqual([]);
   });
 
+  it("a peer it dialled is dialled again when the connection drops", async () => {
+    const nodes = await network(4);
+    const [a, b] = [nodes[0]!, nodes[1]!];
+    const connected = () => b.host!.peers().some((p) => p.equals(a.host!.peerId));
+    // Node 0 dialled node 1; node 1 cuts the connection (as libp2p's ping monitor does to a peer
+    // that stalled), and node 0 reconnects.
+    await b.host!.hangUp(a.host!.peerId);
+    expect(connected()).toBe(false);
+    const deadline = Date.now() + 10_000;
+    while (!connected() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(connected()).toBe(true);
+    const height = Math.max(...nodes.map((n) => n.height));
+    await Promise.all(nodes.map((n) => n.waitForHeight(height + 2, 20_000)));
+  });
+
   it("a validator restarted from its data directory replays, resumes and catches up", async () => {
     const dirs = [await tempDir(), await tempDir(), await tempDir(), await tempDir()];
     const nodes = await network(4, dirs);

@@ -56,7 +56,6 @@ export const DEVNET_PARAMS: ParamsOverrides = {
 /** Every devnet key is sealed with this passphrase: the devnet is a local toy with throwaway keys. */
 export const DEVNET_PASSPHRASE = "devnet";
 export const DEVNET_CHAIN_ID = "devnet";
-const CHUNK_SIZE = 64 * 1024;
 const START_BALANCE = 1_000_000n;
 const BOND = 10_000n;
 
@@ -142,6 +141,7 @@ export interface PrepareOptions {
   params?: ParamsOverrides;
   /** Extra environment per node index. */
   env?: Record<number, Record<string, string>>;
+  /** Tests cut small models into many chunks; a real devnet uses the network's size. */
   chunkSize?: number;
   /** Told what is being prepared (training the genesis model takes a while). */
   onProgress?: (message: string) => void;
@@ -169,7 +169,7 @@ export async function prepareDevnet(options: PrepareOptions): Promise<DevnetMani
   }
   const recipe = options.recipe ?? DEVNET_RECIPE;
   const modelDir = options.model ?? (await genesisModel(dir, recipe, options.onProgress));
-  const chunkSize = options.chunkSize ?? CHUNK_SIZE;
+  const { chunkSize } = options;
   const scratch = await ChunkStore.open(join(dir, "models", "scratch"));
   const { weightsId } = await importModel(scratch, modelDir, { chunkSize });
   await rm(join(dir, "models", "scratch"), { recursive: true, force: true });

@@ -65,6 +65,9 @@ export interface NodeOptions {
   logger?: HostLogger | undefined;
 }
 
+/** libp2p's tag (`KEEP_ALIVE` of @libp2p/interface) for peers its reconnect queue redials. */
+const KEEP_ALIVE = "keep-alive";
+
 export type NodeErrorCode = "NO_NETWORK" | "TIMEOUT";
 
 export class NodeError extends DeepshardError<NodeErrorCode> {
@@ -238,9 +241,15 @@ export class LedgerNode {
     return this.host?.addresses().map(String) ?? [];
   }
 
+  /**
+   * Connects to a peer and keeps it: libp2p redials a peer tagged keep-alive when the connection
+   * drops (its ping monitor closes a connection to a peer that stalled for a few seconds), so a
+   * validator is not left out of consensus for good by one hiccup.
+   */
   async dial(address: string): Promise<void> {
     if (!this.host) throw new NodeError("NO_NETWORK", "this node runs without a network");
-    await this.host.dial(address);
+    const peer = await this.host.dial(address);
+    await this.host.libp2p.peerStore.merge(peer, { tags: { [KEEP_ALIVE]: { value: 1 } } });
   }
 
   /**

@@ -2,7 +2,8 @@ import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { DeepshardError } from "@deepshard/protocol";
 import type { GenesisOptions } from "@deepshard/tensor";
-import { ChunkedWeights, GENESIS_DEFAULTS, INDEX_FILE, SINGLE_FILE, writeGenesis } from "@deepshard/tensor";
+import { GENESIS_DEFAULTS, INDEX_FILE, SINGLE_FILE, writeGenesis } from "@deepshard/tensor";
+import { chunkModel } from "../../node/weights-id.ts";
 import { printResult } from "../../util/output.ts";
 import { createProgress } from "../../util/progress.ts";
 import type { BackendCliOptions } from "./load.ts";
@@ -71,7 +72,7 @@ export async function genesisHandler(dir: string, options: GenesisCliOptions): P
   } finally {
     progress.stop();
   }
-  const { weightsId } = await ChunkedWeights.open(dir);
+  const { weightsId } = await chunkModel(dir);
   const result = {
     model: resolve(dir),
     backend: backend.name,

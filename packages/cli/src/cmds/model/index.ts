@@ -1,8 +1,14 @@
 import type { Command } from "commander";
+import { WEIGHTS_CHUNK_SIZE } from "../../node/weights-id.ts";
 import type { EvalCliOptions } from "./eval.ts";
 import type { GenesisCliOptions } from "./genesis.ts";
 import type { InspectCliOptions } from "./inspect.ts";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./parse.ts";
+
+const WEIGHTS_ID_HELP =
+  "The weights id is the one the network gives the folder: the Merkle root of config.json then the\n" +
+  `weights files, in ${WEIGHTS_CHUNK_SIZE / 1024} KiB chunks (as a devnet's genesis and \`inference serve --model\`\n` +
+  "compute it).";
 
 const BACKEND_HELP =
   "tfjs backend: auto, node-gpu, node, wasm or cpu (else DEEPSHARD_BACKEND, else the best present)";
@@ -43,6 +49,7 @@ export function registerModel(program: Command): void {
     .description("print a model's config, parameter count and weights id (Merkle root of its chunks)")
     .argument("<dir>", "model directory")
     .option("--json", "print JSON")
+    .addHelpText("after", `\n${WEIGHTS_ID_HELP}\n\nExample:\n  deepshard model inspect ./genesis --json`)
     .action(async (dir: string, options: InspectCliOptions) => {
       const { inspectHandler } = await import("./inspect.ts");
       await inspectHandler(dir, options);
@@ -71,7 +78,10 @@ export function registerModel(program: Command): void {
     .option("--force", "overwrite a model already in <dir>")
     .option("--backend <name>", `${BACKEND_HELP}; only single-threaded wasm is bit-for-bit reproducible`)
     .option("--json", "print JSON (and no progress)")
-    .addHelpText("after", "\nExample:\n  deepshard model genesis ./genesis --backend wasm")
+    .addHelpText(
+      "after",
+      `\n${WEIGHTS_ID_HELP}\n\nExample:\n  deepshard model genesis ./genesis --backend wasm`,
+    )
     .action(async (dir: string, options: GenesisCliOptions) => {
       const { genesisHandler } = await import("./genesis.ts");
       await genesisHandler(dir, options);

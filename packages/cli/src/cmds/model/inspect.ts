@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
-import { ChunkedWeights, loadConfig, modelInfo, openCheckpoint } from "@deepshard/tensor";
+import { loadConfig, modelInfo, openCheckpoint } from "@deepshard/tensor";
+import { chunkModel } from "../../node/weights-id.ts";
 import { printResult } from "../../util/output.ts";
 import { checkModelDir } from "./load.ts";
 
@@ -8,8 +9,8 @@ export interface InspectCliOptions {
 }
 
 /**
- * Reads config.json and the safetensors headers (validated) and hashes the weight files into the
- * weights id. No tensor is loaded and no backend starts, so this is quick even for large models.
+ * Reads config.json and the safetensors headers (validated) and hashes config.json and the weight
+ * files into the weights id, as the network does. No tensor is loaded and no backend starts, so this is quick even for large models.
  */
 export async function inspectHandler(dir: string, options: InspectCliOptions): Promise<void> {
   await checkModelDir(dir);
@@ -26,7 +27,7 @@ export async function inspectHandler(dir: string, options: InspectCliOptions): P
   } finally {
     await checkpoint.close();
   }
-  const { manifest } = await ChunkedWeights.open(dir);
+  const { manifest } = await chunkModel(dir);
   const result = {
     model: resolve(dir),
     modelType: info.modelType,

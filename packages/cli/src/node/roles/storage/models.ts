@@ -8,17 +8,14 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  ChunkedWeights,
-  modelFiles,
-  Reassembler,
-  type ShardManifest,
-  validateManifest,
-} from "@deepshard/tensor";
+import { Reassembler, type ShardManifest, validateManifest } from "@deepshard/tensor";
 import type { BlobClient, ChunkStore, FetchProgress, PeerStats } from "../../blobs/index.ts";
 import { BlobError } from "../../blobs/index.ts";
 import type { NodeMetrics } from "../../metrics.ts";
+import { chunkModel } from "../../weights-id.ts";
 import type { WeightsDirectory } from "./directory.ts";
+
+export { chunkModel } from "../../weights-id.ts";
 
 /** Adds a fetch's per-peer counts to the node's chunk-transfer metrics. */
 export function countReceived(metrics: NodeMetrics, peers: Record<string, PeerStats>): void {
@@ -29,30 +26,11 @@ export function countReceived(metrics: NodeMetrics, peers: Record<string, PeerSt
   }
 }
 
-/** The files a model's weights id covers: its config (so a fetched folder loads) and its weights. */
-export async function modelChunkFiles(dir: string): Promise<string[]> {
-  return ["config.json", ...(await modelFiles(dir))];
-}
-
-/**
- * Chunks a model folder as the network does (config.json, then the weights files); its
- * `weightsId` is what a genesis file or a trainer names. Default chunk size: the tensor default.
- */
-export async function chunkModel(
-  dir: string,
-  options: { chunkSize?: number; files?: string[] } = {},
-): Promise<ChunkedWeights> {
-  return ChunkedWeights.open(dir, {
-    ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}),
-    files: options.files ?? (await modelChunkFiles(dir)),
-  });
-}
-
 /** Stores a whole model folder's chunks in `store` (a node seeding the genesis weights, say). */
 export async function importModel(
   store: ChunkStore,
   dir: string,
-  options: { chunkSize?: number } = {},
+  options: { chunkSize?: number | undefined } = {},
 ): Promise<ShardManifest> {
   const weights = await chunkModel(dir, options);
   await store.putFrom(weights);

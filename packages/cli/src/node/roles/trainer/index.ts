@@ -17,10 +17,11 @@ import { rm } from "node:fs/promises";
 import { type Round, trainingCommitment } from "@deepshard/ledger";
 import { DeepshardError, peerIdFromAccount } from "@deepshard/protocol";
 import type { RequestTarget } from "@deepshard/protocol/host";
-import { ChunkedWeights, initBackend, loadModel, saveModel, tokenizerFor, train } from "@deepshard/tensor";
+import { initBackend, loadModel, saveModel, tokenizerFor, train } from "@deepshard/tensor";
 import { ApiError } from "../../api.ts";
 import type { NodeConfig } from "../../config.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
+import { chunkModel } from "../../weights-id.ts";
 import { type DirectoryOptions, WeightsDirectory } from "../storage/directory.ts";
 import { countReceived, ModelCache } from "../storage/models.ts";
 import { registerWeightsRoutes } from "../storage/routes.ts";
@@ -310,7 +311,7 @@ export class TrainerService implements RoleService {
     }
     job.state = "storing";
     // Chunked as the base is, so identical weights get identical ids.
-    const weights = await ChunkedWeights.open(dir, {
+    const weights = await chunkModel(dir, {
       chunkSize: base.manifest.chunkSize,
       files: base.manifest.files.map((f) => f.name),
     });

@@ -38,13 +38,14 @@ import {
   trainerVerdictSchema,
 } from "@deepshard/protocol";
 import type { RequestTarget } from "@deepshard/protocol/host";
-import { ChunkedWeights, type ShardManifest } from "@deepshard/tensor";
+import type { ShardManifest } from "@deepshard/tensor";
 import type { VerdictThresholds } from "@deepshard/validator";
 import { Counter } from "prom-client";
 import { ApiError } from "../../api.ts";
 import type { NodeConfig } from "../../config.ts";
 import type { Logger } from "../../logger.ts";
 import type { RoleContext, RoleService } from "../../service.ts";
+import { chunkModel } from "../../weights-id.ts";
 import { type DirectoryOptions, WeightsDirectory } from "../storage/directory.ts";
 import { ModelCache } from "../storage/models.ts";
 import { type TrainerVerdictRecord, type VerdictRecord, WeightsValidatorJournal } from "./journal.ts";
@@ -462,7 +463,7 @@ export class WeightsValidatorService implements RoleService {
         replica.state = "ready";
         if (replica.index === 0) {
           // Chunked as trainers chunk their result, so identical weights have the identical id.
-          const chunked = await ChunkedWeights.open(replica.dir, {
+          const chunked = await chunkModel(replica.dir, {
             chunkSize: base.manifest.chunkSize,
             files: base.manifest.files.map((f) => f.name),
           });
