@@ -140,7 +140,8 @@ describe("five hosts over TCP", () => {
     const outbound = await a!.dial(b!.addresses()[0]!).catch((e: unknown) => e);
     expect(outbound).toBeInstanceOf(HostError);
     expect((outbound as HostError).code).toBe("DIAL_FAILED");
-    // Inbound: `a` refuses once noise has named the peer, which `b` may only notice after its dial returned.
+    // Inbound: `a` refuses once the handshake has named the peer, which `b` may only notice after its dial
+    // returned.
     await b!.dial(a!.addresses()[0]!).catch(() => {});
     await until(
       "the inbound connection to be refused",

@@ -163,12 +163,30 @@ export async function sendFrame(
 async function sendChunk(stream: Stream, chunk: Uint8Array, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw abortError(signal, "writing to the stream");
   if (stream.writeStatus !== "writable") throw new HostError("STREAM_FAILED", "the stream is closed");
-  if (!stream.send(chunk)) {
-    try {
-      await stream.onDrain({ signal });
-    } catch (err) {
-      if (signal.aborted) throw abortError(signal, "writing to the stream");
-      throw new HostError("STREAM_FAILED", "the stream closed while writing", { cause: err });
-    }
-  }
+  if (!stream.send(chunk)) await drained(stream, signal);
+}
+
+/**
+ * Waits for the stream's next `drain` event. Not `stream.onDrain()`: @libp2p/utils 7.4 keeps the promise
+ * of the first drain and returns it, already resolved, to every later caller, so after one drain a
+ * writer would queue its whole body at once and yamux would send it as window-sized frames (16 MiB) that
+ * the receiver acknowledges only when complete — one frame in flight, the two ends taking turns.
+ */
+function drained(stream: Stream, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      stream.removeEventListener("drain", onDrain);
+      stream.removeEventListener("close", onClose);
+      signal.removeEventListener("abort", onAbort);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = (evt: StreamCloseEvent) =>
+      settle(new HostError("STREAM_FAILED", "the stream closed while writing", { cause: evt.error }));
+    const onAbort = () => settle(abortError(signal, "writing to the stream"));
+    stream.addEventListener("drain", onDrain);
+    stream.addEventListener("close", onClose);
+    signal.addEventListener("abort", onAbort);
+  });
 }

@@ -39,7 +39,7 @@ export interface HandleOptions {
 }
 
 export interface RequestContext {
-  /** The remote peer, as authenticated by the noise handshake. */
+  /** The remote peer, as authenticated by the connection's handshake (TLS or noise). */
   from: PeerId;
   protocol: string;
   /** Aborts when the deadline passes or the host stops. */
