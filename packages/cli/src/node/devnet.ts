@@ -337,6 +337,10 @@ export class Devnet {
     const child = spawn(command.file, args, {
       // The IPC channel is how a node notices that the devnet died (see `node start`).
       stdio: ["ignore", "pipe", log.fd, "ipc"],
+      // A process group of its own: Ctrl-C in a terminal signals the devnet's group only, and the
+      // devnet then stops each node once; in the devnet's group a node got SIGINT and then the
+      // devnet's SIGTERM, took that for a second signal and exited at once, unclean.
+      detached: true,
       env: {
         ...process.env,
         DEEPSHARD_PASSPHRASE: DEVNET_PASSPHRASE,
