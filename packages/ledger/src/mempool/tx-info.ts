@@ -6,6 +6,7 @@
  * so they are the ones encoding would produce.
  */
 import { decodeTx, encodeTx, type SignedTx, sha256 } from "@deepshard/protocol";
+import { readTransfer } from "./transfer-bytes.ts";
 
 export interface TxInfo {
   /** The canonical encoding. */
@@ -40,7 +41,7 @@ export function txFromBytes(bytes: Uint8Array, known?: (id: string) => SignedTx 
   const info = infoOf(bytes);
   const found = known?.(info.id);
   if (found) return found;
-  const tx = decodeTx(bytes);
+  const tx = readTransfer(bytes) ?? decodeTx(bytes);
   infos.set(tx, info);
   return tx;
 }
