@@ -14,6 +14,7 @@ import type { Command } from "commander";
 import { defaultConfig, mergeConfig, writeConfigFile } from "../../node/config.ts";
 import { exists, networkPaths, resolveDataDir } from "../../node/datadir.ts";
 import { parseAmount } from "../../node/tx.ts";
+import { chunkModel } from "../../node/weights-id.ts";
 import { printResult } from "../../util/output.ts";
 import { resolvePassphrase } from "../../util/passphrase.ts";
 
@@ -24,6 +25,7 @@ interface InitOptions {
   stake: string;
   balance: string;
   alloc: string[];
+  model?: string;
   dataDir?: string;
   roles?: string;
   listen?: string;
@@ -49,6 +51,11 @@ export function registerInit(program: Command): void {
     .option("--stake <amount>", "bonded stake of each genesis validator", "100000")
     .option("--balance <amount>", "initial balance of each genesis validator", "1000000")
     .option("--alloc <address=amount>", "an initial allocation (repeatable)", collect, [])
+    .option(
+      "--model <dir>",
+      "a new network's genesis model (config.json + safetensors): the genesis names its weights id, as " +
+        "`deepshard model inspect` prints it, and this node's chunk store holds it",
+    )
     .option("--data-dir <dir>", "data directory (default DEEPSHARD_DATA_DIR or ~/.deepshard)")
     .option("--roles <list>", "roles written to the config, comma-separated")
     .option("--listen <multiaddrs>", "libp2p listen addresses written to the config, comma-separated")
@@ -65,6 +72,7 @@ export function registerInit(program: Command): void {
       "\nExamples:\n" +
         "  DEEPSHARD_PASSPHRASE=secret deepshard init --chain-id mynet\n" +
         "  deepshard init --chain-id mynet --validators 4 --alloc ds1…=5000\n" +
+        "  deepshard init --chain-id mynet --model ./genesis --roles validator,storage\n" +
         "  deepshard init --join ./genesis.json --bootstrap /ip4/10.0.0.2/tcp/26656/p2p/12D3KooW…",
     )
     .action(async (options: InitOptions) => {
@@ -75,6 +83,11 @@ export function registerInit(program: Command): void {
           `address ${result.address}`,
           `peer id ${result.peerId}`,
           ...(result.validatorKeys.length > 0 ? [`validator keys: ${result.validatorKeys.join(", ")}`] : []),
+          ...(result.weightsId === undefined
+            ? []
+            : [
+                `genesis weights ${result.weightsId} (stored here; a node with the storage role serves them)`,
+              ]),
           `start it with: deepshard node start${result.dataDirFlag}`,
         ].join("\n"),
       );
@@ -99,6 +112,18 @@ function parseAlloc(text: string): { address: Uint8Array; balance: bigint } {
     );
   }
   return { address, balance: parseAmount(text.slice(eq + 1), "--alloc amount") };
+}
+
+/**
+ * The model folder chunked as the network names it (`chunkModel`), after checking it is a model.
+ * Loaded here, not at the top, so other commands start without loading the tensor package.
+ */
+async function genesisWeights(dir: string) {
+  const { checkModelDir } = await import("../model/load.ts");
+  const { loadConfig } = await import("@deepshard/tensor");
+  await checkModelDir(dir);
+  await loadConfig(dir);
+  return chunkModel(dir);
 }
 
 async function init(options: InitOptions) {
@@ -141,9 +166,17 @@ async function init(options: InitOptions) {
   if (joined && options.validators !== "1") {
     throw new DeepshardError("BAD_FLAG", "--validators applies to a new network, not with --join");
   }
+  if (joined && options.model) {
+    throw new DeepshardError("BAD_FLAG", "--model applies to a new network, not with --join", {
+      details: "a network's genesis already names its model",
+    });
+  }
   const stake = parseAmount(options.stake, "--stake");
   const balance = parseAmount(options.balance, "--balance");
   const allocs = options.alloc.map(parseAlloc);
+
+  // Chunked before anything is written, so a folder that is not a model leaves no half-made network.
+  const model = options.model === undefined ? undefined : await genesisWeights(options.model);
 
   const paths = networkPaths(dataDir, chainId);
   if (await exists(paths.root)) {
@@ -180,7 +213,13 @@ async function init(options: InitOptions) {
       genesisTime: Date.now(),
       validators: validators.map((address) => ({ address, bonded: stake, balance })),
       accounts: allocs,
+      ...(model ? { genesisWeightsId: Buffer.from(model.weightsId, "hex") } : {}),
     });
+  }
+  // As the devnet seeds its storage nodes: this node holds the only copy of the genesis weights.
+  if (model) {
+    const { ChunkStore } = await import("../../node/blobs/index.ts");
+    await (await ChunkStore.open(paths.root)).putFrom(model);
   }
   await writeGenesis(paths.genesis, genesis);
   await writeConfigFile(paths.config, config);
@@ -195,6 +234,7 @@ async function init(options: InitOptions) {
     config: paths.config,
     key: paths.nodeKey,
     validatorKeys,
+    weightsId: model?.weightsId,
     validators: genesis.validators.map((v) => ({ address: encodeAddress(v.address), bonded: v.bonded })),
   };
 }

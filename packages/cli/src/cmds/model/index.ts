@@ -7,8 +7,8 @@ import { nonNegativeInt, positiveInt, positiveNumber } from "./parse.ts";
 
 const WEIGHTS_ID_HELP =
   "The weights id is the one the network gives the folder: the Merkle root of config.json then the\n" +
-  `weights files, in ${WEIGHTS_CHUNK_SIZE / 1024} KiB chunks (as a devnet's genesis and \`inference serve --model\`\n` +
-  "compute it).";
+  `weights files, in ${WEIGHTS_CHUNK_SIZE / 1024} KiB chunks (as \`deepshard init --model\`, a devnet's genesis and\n` +
+  "`inference serve --model` compute it).";
 
 const BACKEND_HELP =
   "tfjs backend: auto, node-gpu, node, wasm or cpu (else DEEPSHARD_BACKEND, else the best present)";
