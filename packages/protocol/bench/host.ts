@@ -16,7 +16,7 @@ import type { BenchModule, BenchRow } from "../src/bench.ts";
 import { createHost, type Host } from "../src/host/index.ts";
 import { BLOB_PROTOCOL, benchBlob, rawBlobServer } from "./host-server.ts";
 
-/** Noise's largest plaintext per message: 65535 bytes minus the 16-byte tag. */
+/** Noise's largest plaintext per message: 65535 bytes minus the 16-byte tag (noise serves peers without TLS). */
 const NOISE_PLAINTEXT = 65519;
 const TOPIC = "/deepshard/bench/gossip/1";
 const SERVER_ENTRY = join(import.meta.dirname, "host-server.ts");
@@ -43,6 +43,7 @@ const bench: BenchModule = async (ctx) => {
   const apart = await withServerProcess(size, (server) =>
     withHosts(1, async ([client]) => {
       await client!.dial(server.multiaddr);
+      ctx.log(`host: connection encrypted with ${client!.libp2p.getConnections()[0]?.encryption}`);
       return alternate(
         repeats,
         () => fetchViaHost(client!, server.multiaddr, blob),

@@ -4,9 +4,9 @@
  * the wire, authenticates the peer it dialled, and survives connections torn down under it.
  */
 import { randomFillSync } from "node:crypto";
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { createServer, type Server, Socket, connect as tcpConnect } from "node:net";
 import { noise } from "@chainsafe/libp2p-noise";
-import type { Libp2p } from "@libp2p/interface";
+import type { Connection, Libp2p } from "@libp2p/interface";
 import { tcp } from "@libp2p/tcp";
 import { tls } from "@libp2p/tls";
 import { yamux } from "@libp2p/yamux";
@@ -72,13 +72,16 @@ describe("the host's TLS", () => {
     const blob = randomBlob(4 * MiB + 3);
 
     await ours.dial(theirs.getMultiaddrs()[0]!);
-    expect(ours.libp2p.getConnections(theirs.peerId)[0]!.encryption).toBe("/tls/1.0.0");
+    const connection = ours.libp2p.getConnections(theirs.peerId)[0]!;
+    expect(connection.encryption).toBe("/tls/1.0.0");
+    expect(readInJavaScript(connection)).toBe(false);
     expectSame(await ours.request(theirs.peerId, ECHO, blob, { maxResponseBytes: 8 * MiB }), blob);
 
     const dialled = await host();
     expectSame(await echoFromStock(theirs, dialled, blob), blob);
     const inbound = dialled.libp2p.getConnections(theirs.peerId);
     expect(inbound.map((c) => [c.direction, c.encryption])).toEqual([["inbound", "/tls/1.0.0"]]);
+    expect(readInJavaScript(inbound[0]!)).toBe(false);
   });
 
   it("falls back to noise for a peer without TLS, dialling and dialled", async () => {
@@ -154,6 +157,17 @@ describe("the host's TLS", () => {
     expect(await a.request(b.peerId, ECHO, Uint8Array.of(8))).toEqual(Uint8Array.of(8));
   });
 });
+
+/**
+ * Whether JavaScript still reads the connection's TCP socket. The host's TLS exists to make this false:
+ * node:tls then reads it natively (when @libp2p/tcp's connection or socket changes shape, the host falls
+ * back to @libp2p/tls, which works but is slow, and this notices).
+ */
+function readInJavaScript(connection: Connection): boolean {
+  const socket = (connection as unknown as { maConn: { socket: Socket } }).maConn.socket;
+  expect(socket).toBeInstanceOf(Socket);
+  return socket.listenerCount("data") > 0;
+}
 
 function tcpPort(h: Host): number {
   return Number(

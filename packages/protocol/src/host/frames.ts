@@ -7,8 +7,14 @@
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from "@libp2p/interface";
 import { abortError, HostError } from "./errors.ts";
 
-/** Bodies are sent in slices of this size so that backpressure and aborts take effect between slices. */
-const SEND_SLICE = 1 << 20;
+/**
+ * Bodies are sent in slices of this size so that backpressure and aborts take effect between slices. A
+ * slice becomes one yamux frame (two when the send window cuts it), and the receiver answers each frame
+ * with a window update: 4 MiB slices take about 15% off the receiver's CPU time per 64 MiB against 1 MiB
+ * ones. A frame holds back other streams on the connection while it is sent: 4 MiB is a few
+ * milliseconds on loopback.
+ */
+const SEND_SLICE = 4 << 20;
 /** Pause the stream (yamux then stops granting window) above this many queued bytes; resume below. */
 const PAUSE_ABOVE = 8 << 20;
 const RESUME_BELOW = 1 << 20;
