@@ -204,6 +204,26 @@ describe.each(implementations)("LedgerStore over %s", (_name, make) => {
     expect(await again.votes.get(7, 2, "prevote")).toBeUndefined();
   });
 
+  it("vote log: pruning block after block forgets every vote below the height, and only those", async () => {
+    harness = await make();
+    const store = await openStore();
+    const vote = (height: number, round: number) => ({
+      v: 1,
+      type: "precommit",
+      chainId: "c",
+      height,
+      round,
+      blockHash: null,
+    });
+    for (let h = 1; h <= 6; h++) for (let r = 0; r < 2; r++) await store.votes.record(vote(h, r));
+    await store.votes.prune(3);
+    await store.votes.prune(3);
+    await store.votes.prune(5);
+    for (let h = 1; h <= 6; h++)
+      for (let r = 0; r < 2; r++)
+        expect(await store.votes.get(h, r, "precommit")).toEqual(h < 5 ? undefined : vote(h, r));
+  });
+
   it("vote log: of two concurrent conflicting votes exactly one is recorded", async () => {
     harness = await make();
     const store = await openStore();
