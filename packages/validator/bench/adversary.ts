@@ -3,7 +3,7 @@ import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import { initBackend } from "@deepshard/tensor";
 import { DEFAULT_PROBE_SIZES } from "../src/fingerprint.ts";
 import { BENCH_GENESIS } from "./genesis.ts";
-import { runBenchmark } from "./harness.ts";
+import { type BenchResult, runBenchmark } from "./harness.ts";
 import { ROUND } from "./round.ts";
 
 // The targets of issue #5: these classes must be caught with no honest model rejected.
@@ -24,8 +24,15 @@ const adversaryBench: BenchModule = async (ctx) => {
     genesis: process.env.DEEPSHARD_BENCH_GENESIS === "full" ? {} : BENCH_GENESIS,
     replayed: 3,
     segments: 8,
+    cacheModels: process.env.DEEPSHARD_BENCH_MODEL_CACHE === "1",
     log: ctx.log,
   });
+  if (r.cachedModels > 0) {
+    ctx.log(
+      `${r.cachedModels} models came from the model cache (training CPU times as measured when cached)`,
+    );
+  }
+  logRatios(r, ctx.log);
   const rows: BenchRow[] = [];
   const row = (metric: string, value: number, unit: string, target?: string, pass?: boolean) =>
     rows.push({ package: "validator", metric, value, unit, target, pass });
@@ -90,5 +97,22 @@ const adversaryBench: BenchModule = async (ctx) => {
   );
   return rows;
 };
+
+/** Per class, the range of each rule's ratio: what the thresholds are judged against. */
+function logRatios(r: BenchResult, log: (line: string) => void): void {
+  const range = (xs: number[]) =>
+    xs.length === 0 ? "-" : `${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}`;
+  for (const cls of ["honest", ...new Set(r.verdicts.map((v) => v.cls))].filter(
+    (c, i, a) => a.indexOf(c) === i,
+  )) {
+    const reports = r.verdicts.filter((v) => v.cls === cls).map((v) => v.verdict.report);
+    const gaps = reports.flatMap((x) => (x.membershipGapRatio === undefined ? [] : [x.membershipGapRatio]));
+    log(
+      `${cls}: progress ${range(reports.map((x) => x.progress))}, size ${range(reports.map((x) => x.updateSize))}, far ${range(reports.map((x) => x.farRatio))}, ` +
+        `js ${range(reports.map((x) => x.jsRatio))}, improvement ${range(reports.map((x) => x.improvementRatio))}, ` +
+        `gap ${range(gaps)}, nearest ${range(reports.map((x) => x.nearestRatio))}`,
+    );
+  }
+}
 
 export default adversaryBench;

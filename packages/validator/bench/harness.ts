@@ -9,7 +9,14 @@ import { ValidatorError } from "../src/errors.ts";
 import { drawProbes, fingerprint, type ProbeSizes } from "../src/fingerprint.ts";
 import { judgeRound, type ModelSubmission, type Verdict, type VerdictThresholds } from "../src/judge.ts";
 import { type Checkpoint, chooseSegment, replaySegment, trainWithTranscript } from "../src/replay.ts";
-import { BENCH_GENESIS, type GenesisInfo, type GenesisRecipe, genesisModel } from "./genesis.ts";
+import {
+  BENCH_GENESIS,
+  type GenesisInfo,
+  type GenesisRecipe,
+  genesisModel,
+  genesisRecipe,
+} from "./genesis.ts";
+import { ModelCache } from "./model-cache.ts";
 import {
   ADVERSARIES,
   type Adversary,
@@ -45,6 +52,8 @@ export interface BenchOptions {
   replayed?: number;
   /** Transcript segments per run. */
   segments?: number;
+  /** Reuse trained models across runs (see model-cache.ts). */
+  cacheModels?: boolean;
   log?: (line: string) => void;
 }
 
@@ -80,6 +89,8 @@ export interface BenchResult {
   replayMs: number;
   /** Forward-pass tokens of one fingerprint over the forward-equivalent tokens of one training run (backward ≈ 2 forwards). */
   probeTokenFraction: number;
+  /** Models loaded from the model cache instead of trained in this run. */
+  cachedModels: number;
 }
 
 /** Fraction of `scores` above the threshold that lets at most `fpr` of the honest scores above it. */
@@ -108,6 +119,10 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   }
   const baseWeights = readWeights(base);
   const data = roundData(recipe);
+  const cache = new ModelCache(
+    { genesis: genesisRecipe(options.genesis ?? BENCH_GENESIS), recipe },
+    options.cacheModels === true,
+  );
   // The beacon is a block hash after the commit deadline: nobody training knew these probes.
   const probes = drawProbes(
     options.beacon ?? "block-hash-after-commit-deadline",
@@ -138,9 +153,14 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   const references = [];
   let replicasMs = 0;
   for (let i = 0; i < options.references; i++) {
-    const t0 = cpuMs();
-    const model = await trainCopy(base, data.batch, recipe, `validator-replica-${i}`, baseWeights);
-    replicasMs += cpuMs() - t0;
+    const seed = `validator-replica-${i}`;
+    const { model, ms } = await cache.get(
+      seed,
+      base,
+      () => trainCopy(base, data.batch, recipe, seed, baseWeights),
+      cpuMs,
+    );
+    replicasMs += ms;
     references.push(fp(model));
   }
   // The replicas' fingerprints are part of the round's fixed cost, not of any one submission.
@@ -148,7 +168,7 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   validateMs = 0;
 
   const submissions: (ModelSubmission & { cls: Adversary | "honest" })[] = [];
-  const honestWeights = [];
+  const honestWeights: Map<string, Float32Array>[] = [];
   let trainMs = 0;
   let replayMs = 0;
   let replaysOk = 0;
@@ -185,8 +205,14 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
       replaysOk += result.ok ? 1 : 0;
       replay = { ok: result.ok };
     } else {
-      model = await trainCopy(base, data.batch, recipe, seed, baseWeights);
-      trainMs += cpuMs() - t1;
+      const made = await cache.get(
+        seed,
+        base,
+        () => trainCopy(base, data.batch, recipe, seed, baseWeights),
+        cpuMs,
+      );
+      model = made.model;
+      trainMs += made.ms;
     }
     honestWeights.push(readWeights(model));
     submissions.push({
@@ -200,7 +226,12 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   log(`${options.honest} honest trainers, ${(trainMs / 1000).toFixed(2)} CPU s per training run`);
   for (const cls of classes) {
     for (let i = 0; i < options.perClass; i++) {
-      const model = await adversary(cls, i, { base, baseWeights, data, recipe, honest: honestWeights });
+      const { model } = await cache.get(
+        `${cls}-${i}`,
+        base,
+        () => adversary(cls, i, { base, baseWeights, data, recipe, honest: honestWeights }),
+        cpuMs,
+      );
       submissions.push({ id: `${cls}-${i}`, cls, fingerprint: fp(model) });
     }
     log(`${cls}: ${options.perClass} instances`);
@@ -214,6 +245,11 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   });
   const judgeMs = cpuMs() - t2;
   validateMs += judgeMs;
+  const { spread, thresholds } = judged;
+  log(
+    `references' leave-one-out spread: progress ${spread.progress.toFixed(4)}, update size ${spread.updateSize.toFixed(4)}, improvement ${spread.improvement.toFixed(4)}; ` +
+      `thresholds applied: short update ${thresholds.shortUpdate.toFixed(3)}, small update ${thresholds.smallUpdate.toFixed(3)}, improvement ${thresholds.improvement.toFixed(3)}`,
+  );
   base.dispose();
 
   const verdicts = judged.verdicts.map((verdict, i) => ({ cls: submissions[i]!.cls, verdict }));
@@ -246,5 +282,6 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
     replays,
     replayMs: replays > 0 ? replayMs / replays : 0,
     probeTokenFraction: baseFp.probeTokens / (3 * trainTokens),
+    cachedModels: cache.hits,
   };
 }

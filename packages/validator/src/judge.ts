@@ -22,6 +22,7 @@ export const REASON_CODES = [
   "weights_unchanged",
   "copy",
   "short_update",
+  "small_update",
   "too_far",
   "predictions_diverge",
   "no_improvement",
@@ -44,6 +45,8 @@ export interface VerdictThresholds {
   unchanged: number;
   /** Progress along the references' mean update ū (see SubmissionReport.progress) below this: training skipped or replaced. */
   shortUpdate: number;
+  /** ‖w − w_base‖ over the references' average below this: fewer training steps than the recipe's. */
+  smallUpdate: number;
   /** Mean squared weight distance to the references over theirs to each other, above this. */
   tooFar: number;
   /** Mean Jensen–Shannon distance to the references over theirs to each other, above this. */
@@ -56,16 +59,40 @@ export interface VerdictThresholds {
   copy: number;
 }
 
-/** Calibrated on the adversary benchmark (bench/), where honest ratios stay within ~0.9–1.1 of 1. */
+/**
+ * Calibrated on the adversary benchmark (bench/) on the reduced and the full genesis model. On the full
+ * one, honest update sizes stay within 0.986–1.014 of the references' while runs that skip a quarter of
+ * the batch reach only 0.87–0.90; honest progress, the noisier ratio (±0.03 depending on which
+ * references were drawn), stays within 0.96–1.03. The three "at least" thresholds (short and small
+ * update, improvement) are widened when the references disagree more (see SPREAD_Z).
+ */
 export const DEFAULT_THRESHOLDS: VerdictThresholds = {
   unchanged: 0.01,
   shortUpdate: 0.88,
+  smallUpdate: 0.95,
   tooFar: 2.5,
   predictionsDiverge: 1.15,
   improvement: 0.9,
   membershipGap: 0.25,
   copy: 0.3,
 };
+
+/**
+ * A ratio that should be 1 for an honest model may fall this many of the references' own deviations
+ * below 1 (each reference judged against the others; see RoundJudgement.spread) before its rule fires,
+ * when that is looser than the threshold: a recipe whose honest runs disagree more loosens the rule
+ * instead of rejecting honest trainers. Three references give a 2-degree-of-freedom estimate that can
+ * come out several times too large by chance, so the widening stops at MAX_SPREAD_WIDENING × the
+ * threshold's margin below 1, and the rule never switches itself off.
+ */
+export const SPREAD_Z = 4;
+export const MAX_SPREAD_WIDENING = 3;
+/**
+ * The membership gap is judged only when the references agree on it: their mean gap above this many
+ * of their standard deviations. On the full genesis model, 3 references put it at ~3.3 while honest
+ * gaps ranged 0.39–1.57× theirs (a 2-degree-of-freedom spread estimate is that unreliable).
+ */
+export const CLEAR_GAP_SPREADS = 4;
 
 export interface ModelSubmission {
   id: string;
@@ -77,6 +104,8 @@ export interface ModelSubmission {
 export interface SubmissionReport {
   /** ⟨w − base, ū⟩ / ‖ū‖², over what an honest model is expected to show (≈ 1 when honest). */
   progress: number;
+  /** ‖w − base‖ / mean_j ‖r_j − base‖: the update's size next to the references'. */
+  updateSize: number;
   /** mean_j ‖w − r_j‖² / mean_{i<j} ‖r_i − r_j‖². */
   farRatio: number;
   /** mean_j JS(w, r_j) / mean_{i<j} JS(r_i, r_j). */
@@ -109,6 +138,13 @@ export interface RoundJudgement {
    */
   band: { weights2: number; js: number };
   referenceBand: { weights2: number; js: number };
+  /**
+   * The references' spread around an honest 1: the root mean square of (ratio − 1) over references,
+   * each judged against the others (leave-one-out), for the progress, update size and improvement ratios.
+   */
+  spread: { progress: number; updateSize: number; improvement: number };
+  /** The thresholds applied, after widening by the spread. */
+  thresholds: VerdictThresholds;
 }
 
 export interface JudgeInput {
@@ -124,7 +160,7 @@ const above = (value: number, threshold: number) => (value - 1) / (threshold - 1
 
 /** Judges every submission of a round against the references and each other. */
 export function judgeRound(input: JudgeInput): RoundJudgement {
-  const t = { ...DEFAULT_THRESHOLDS, ...input.thresholds };
+  const given = { ...DEFAULT_THRESHOLDS, ...input.thresholds };
   const { base, references } = input;
   if (references.length < 2) {
     throw new ValidatorError(
@@ -160,21 +196,36 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   const refImprovement = average(refFeatures.map((f) => f.improvement.batch));
   const refGaps = refFeatures.map((f) => f.membershipGap);
   const refGap = average(refGaps);
-  // A gap counts as "clear" when the references agree on it: average above twice their spread.
+  // A gap counts as "clear" when the references agree on it (see CLEAR_GAP_SPREADS).
   const gapSpread = Math.sqrt(average(refGaps.map((g) => (g - refGap) ** 2)));
-  const gapIsClear = refGap > 0 && refGap > 2 * gapSpread;
+  const gapIsClear = refGap > 0 && refGap > CLEAR_GAP_SPREADS * gapSpread;
   const refDistance = average(refFeatures.map((f) => f.weightDistance));
 
-  // ū: the references' average update from the base.
-  const n = base.weights.length;
-  const update = new Float64Array(n);
-  for (const r of references)
-    for (let i = 0; i < n; i++) update[i]! += (r.weights[i]! - base.weights[i]!) / references.length;
-  let updateNorm2 = 0;
-  for (let i = 0; i < n; i++) updateNorm2 += update[i]! * update[i]!;
-  // ū carries the references' own noise (variance band/2 each, band/2k in the mean), so an honest
-  // model's projection on it is about 1 − band/(2k‖ū‖²) rather than 1: progress is divided by that.
-  const honestProgress = Math.max(0.05, 1 - band.weights2 / (2 * references.length * updateNorm2));
+  const progressAlong = progressMeter(base, references, band.weights2);
+  // Each reference judged against the others shows how far honest ratios stray from 1 in this round.
+  const others = <T>(xs: T[], i: number) => xs.filter((_, j) => j !== i);
+  const rms1 = (xs: number[]) => Math.sqrt(average(xs.map((x) => (x - 1) ** 2)));
+  const spread = {
+    progress: rms1(references.map((r, i) => progressMeter(base, others(references, i), band.weights2)(r))),
+    updateSize: rms1(
+      refFeatures.map(
+        (f, i) => f.weightDistance / average(others(refFeatures, i).map((g) => g.weightDistance)),
+      ),
+    ),
+    improvement: rms1(
+      refFeatures.map(
+        (f, i) => f.improvement.batch / average(others(refFeatures, i).map((g) => g.improvement.batch)),
+      ),
+    ),
+  };
+  const widened = (threshold: number, deviation: number) =>
+    Math.max(1 - MAX_SPREAD_WIDENING * (1 - threshold), Math.min(threshold, 1 - SPREAD_Z * deviation));
+  const t: VerdictThresholds = {
+    ...given,
+    shortUpdate: widened(given.shortUpdate, spread.progress),
+    smallUpdate: widened(given.smallUpdate, spread.updateSize),
+    improvement: widened(given.improvement, spread.improvement),
+  };
 
   const farOf = new Map<string, number>();
   for (const [i, s] of subs.entries()) farOf.set(s.id, toRefs2[i]! / band.weights2);
@@ -206,9 +257,8 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   const verdicts = subs.map((s, index): Verdict => {
     const fp = s.fingerprint;
     const f = modelFeatures(fp, base);
-    let dot = 0;
-    for (let i = 0; i < n; i++) dot += (fp.weights[i]! - base.weights[i]!) * update[i]!;
-    const progress = updateNorm2 > 0 ? dot / updateNorm2 / honestProgress : 0;
+    const progress = progressAlong(fp);
+    const updateSize = refDistance > 0 ? f.weightDistance / refDistance : 1;
     const farRatio = farOf.get(s.id)!;
     const jsRatio = band.js > 0 ? toRefsJs[index]! / band.js : 0;
     const improvementRatio = refImprovement !== 0 ? f.improvement.batch / refImprovement : 1;
@@ -216,6 +266,7 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     const near = nearest.get(s.id);
     const report: SubmissionReport = {
       progress,
+      updateSize,
       farRatio,
       jsRatio,
       nearestRatio: near?.ratio ?? Number.POSITIVE_INFINITY,
@@ -228,16 +279,16 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     const add = (code: ReasonCode, value: number, threshold: number, badness: number) =>
       checks.push({ code, value, threshold, badness });
     if (s.replay && !s.replay.ok) add("replay_mismatch", 0, 1, Number.POSITIVE_INFINITY);
-    const unchanged = refDistance > 0 ? f.weightDistance / refDistance : 1;
     add(
       "weights_unchanged",
-      unchanged,
+      updateSize,
       t.unchanged,
-      unchanged <= 0 ? Number.POSITIVE_INFINITY : t.unchanged / unchanged,
+      updateSize <= 0 ? Number.POSITIVE_INFINITY : t.unchanged / updateSize,
     );
     const copy = copies.get(s.id);
     if (copy !== undefined) add("copy", copy, t.copy, copy <= 0 ? Number.POSITIVE_INFINITY : t.copy / copy);
     add("short_update", progress, t.shortUpdate, below(progress, t.shortUpdate));
+    add("small_update", updateSize, t.smallUpdate, below(updateSize, t.smallUpdate));
     add("too_far", farRatio, t.tooFar, above(farRatio, t.tooFar));
     add("predictions_diverge", jsRatio, t.predictionsDiverge, above(jsRatio, t.predictionsDiverge));
     add("no_improvement", improvementRatio, t.improvement, below(improvementRatio, t.improvement));
@@ -253,5 +304,30 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     const reasons = checks.filter((c) => c.badness > 1);
     return { id: s.id, accept: reasons.length === 0, reasons, score: checks[0]!.badness, report };
   });
-  return { verdicts, closePairs, band, referenceBand };
+  return { verdicts, closePairs, band, referenceBand, spread, thresholds: t };
+}
+
+/**
+ * Progress of a model along the references' mean update ū from the base: ⟨w − base, ū⟩ / ‖ū‖², over
+ * what an honest model is expected to show. ū carries the references' own noise (variance band/2
+ * each, band/2k in the mean of k), so an honest projection is about 1 − band/(2k‖ū‖²), not 1.
+ */
+function progressMeter(
+  base: Fingerprint,
+  references: Fingerprint[],
+  band: number,
+): (fp: Fingerprint) => number {
+  const n = base.weights.length;
+  const update = new Float64Array(n);
+  for (const r of references)
+    for (let i = 0; i < n; i++) update[i]! += (r.weights[i]! - base.weights[i]!) / references.length;
+  let updateNorm2 = 0;
+  for (let i = 0; i < n; i++) updateNorm2 += update[i]! * update[i]!;
+  const honest = Math.max(0.05, 1 - band / (2 * references.length * updateNorm2));
+  return (fp) => {
+    if (updateNorm2 === 0) return 0;
+    let dot = 0;
+    for (let i = 0; i < n; i++) dot += (fp.weights[i]! - base.weights[i]!) * update[i]!;
+    return dot / updateNorm2 / honest;
+  };
 }

@@ -17,9 +17,11 @@ import { drawProbes, type Fingerprint, fingerprint, jsDistance, type ProbeSets }
 import {
   DEFAULT_THRESHOLDS,
   judgeRound,
+  MAX_SPREAD_WIDENING,
   MAX_WIDENING,
   type ModelSubmission,
   type RoundJudgement,
+  SPREAD_Z,
 } from "../src/judge.ts";
 import { toTrainerVerdict, trainingVerdicts } from "../src/verdict.ts";
 
@@ -127,6 +129,37 @@ describe("judgeRound", () => {
     expect(codes("other-data")).toContain("no_membership_gap");
     expect(codes("other-data")).toContain("short_update");
     expect(codes("short")).toContain("short_update");
+    expect(codes("short")).toContain("small_update");
+    const short = judged.verdicts.find((v) => v.id === "short")!;
+    expect(short.report.updateSize).toBeLessThan(judged.thresholds.smallUpdate);
+  });
+
+  it("widens the at-least thresholds by the references' own spread, within bounds", () => {
+    const { spread, thresholds: t } = judged;
+    for (const [rule, deviation] of [
+      ["shortUpdate", spread.progress],
+      ["smallUpdate", spread.updateSize],
+      ["improvement", spread.improvement],
+    ] as const) {
+      const given = DEFAULT_THRESHOLDS[rule];
+      expect(deviation, rule).toBeGreaterThan(0);
+      expect(t[rule], rule).toBeLessThanOrEqual(given);
+      expect(t[rule], rule).toBeGreaterThanOrEqual(1 - MAX_SPREAD_WIDENING * (1 - given) - 1e-12);
+      expect(t[rule], rule).toBeCloseTo(
+        Math.max(1 - MAX_SPREAD_WIDENING * (1 - given), Math.min(given, 1 - SPREAD_Z * deviation)),
+        12,
+      );
+    }
+    // These tiny models' honest runs disagree a lot (progress 1.06–1.35), which widens progress to its bound.
+    expect(t.shortUpdate).toBeCloseTo(1 - MAX_SPREAD_WIDENING * (1 - DEFAULT_THRESHOLDS.shortUpdate), 12);
+    // A caller's threshold looser than the spread asks for is kept as given.
+    const strict = judgeRound({
+      base: baseFp,
+      references,
+      submissions: subs,
+      thresholds: { smallUpdate: 0.5 },
+    });
+    expect(strict.thresholds.smallUpdate).toBe(0.5);
   });
 
   it("rejects models too far from the references", () => {
