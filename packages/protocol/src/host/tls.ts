@@ -24,8 +24,17 @@ import type {
   Upgrader,
 } from "@libp2p/interface";
 import { InvalidCryptoExchangeError, TimeoutError } from "@libp2p/interface";
-import { tls as libp2pTls } from "@libp2p/tls";
-import { generateCertificate, toMessageStream, verifyPeerCertificate } from "@libp2p/tls/utils";
+
+/**
+ * @libp2p/tls and its X.509 stack load on the first connection, not with the host: they add about 60 ms
+ * to the start of every process that imports the host.
+ */
+type TlsUtils = typeof import("@libp2p/tls/utils");
+let tlsUtils: Promise<TlsUtils> | undefined;
+const loadTlsUtils = () => {
+  tlsUtils ??= import("@libp2p/tls/utils");
+  return tlsUtils;
+};
 
 const PROTOCOL = "/tls/1.0.0";
 /** The ALPN name of a peer that does not choose the muxer during the handshake. */
@@ -50,7 +59,7 @@ interface TcpConnection extends MessageStream {
 class NativeTls implements ConnectionEncrypter {
   readonly protocol = PROTOCOL;
   readonly #components: TlsComponents;
-  readonly #fallback: ConnectionEncrypter;
+  #fallback: Promise<ConnectionEncrypter> | undefined;
   readonly #log: Logger;
   /**
    * One certificate for every connection of this host, as go-libp2p does (@libp2p/tls makes one per
@@ -60,30 +69,36 @@ class NativeTls implements ConnectionEncrypter {
 
   constructor(components: TlsComponents) {
     this.#components = components;
-    this.#fallback = libp2pTls()(components);
     this.#log = components.logger.forComponent("deepshard:tls");
   }
 
   secureInbound(connection: MessageStream, options?: SecureConnectionOptions): Promise<SecuredConnection> {
     const tcp = claimSocket(connection);
-    if (!tcp) return this.#fallback.secureInbound(connection, options);
+    if (!tcp) return this.#libp2pTls().then((tls) => tls.secureInbound(connection, options));
     return this.#encrypt(connection, tcp, true, options);
   }
 
   secureOutbound(connection: MessageStream, options?: SecureConnectionOptions): Promise<SecuredConnection> {
     const tcp = claimSocket(connection);
-    if (!tcp) return this.#fallback.secureOutbound(connection, options);
+    if (!tcp) return this.#libp2pTls().then((tls) => tls.secureOutbound(connection, options));
     return this.#encrypt(connection, tcp, false, options);
   }
 
+  #libp2pTls(): Promise<ConnectionEncrypter> {
+    this.#fallback ??= import("@libp2p/tls").then(({ tls }) => tls()(this.#components));
+    return this.#fallback;
+  }
+
   #secureContext(): Promise<SecureContext> {
-    this.#context ??= generateCertificate(this.#components.privateKey).then(
-      ({ cert, key }) => createSecureContext({ cert, key, minVersion: "TLSv1.3", maxVersion: "TLSv1.3" }),
-      (err: unknown) => {
-        this.#context = undefined;
-        throw err;
-      },
-    );
+    this.#context ??= loadTlsUtils()
+      .then(({ generateCertificate }) => generateCertificate(this.#components.privateKey))
+      .then(
+        ({ cert, key }) => createSecureContext({ cert, key, minVersion: "TLSv1.3", maxVersion: "TLSv1.3" }),
+        (err: unknown) => {
+          this.#context = undefined;
+          throw err;
+        },
+      );
     return this.#context;
   }
 
@@ -98,8 +113,9 @@ class NativeTls implements ConnectionEncrypter {
     const negotiate = options.skipStreamMuxerNegotiation !== true;
     let streamMuxer: StreamMuxerFactory | undefined;
     let secureContext: SecureContext;
+    let utils: TlsUtils;
     try {
-      secureContext = await this.#secureContext();
+      [secureContext, utils] = await Promise.all([this.#secureContext(), loadTlsUtils()]);
       options.signal?.throwIfAborted();
     } catch (err) {
       connection.abort(asError(err));
@@ -141,7 +157,7 @@ class NativeTls implements ConnectionEncrypter {
       await Promise.race([new Promise((resolve) => socket.once("secure", resolve)), failed]);
       const certificate = socket.getPeerCertificate().raw;
       const remotePeer = await Promise.race([
-        verifyPeerCertificate(certificate, options.remotePeer, log),
+        utils.verifyPeerCertificate(certificate, options.remotePeer, log),
         failed,
       ]);
       if (!isServer && negotiate && socket.alpnProtocol && socket.alpnProtocol !== NO_EARLY_MUXER) {
@@ -152,7 +168,7 @@ class NativeTls implements ConnectionEncrypter {
       }
       return {
         remotePeer,
-        connection: toMessageStream(connection, socket),
+        connection: utils.toMessageStream(connection, socket),
         ...(streamMuxer ? { streamMuxer } : {}),
       };
     } catch (err) {
