@@ -58,6 +58,17 @@ describe("consensus in simulation", () => {
     }
   });
 
+  it("a validator pausing long after each commit joins the next height when it hears from it", async () => {
+    // Validator 3 would wait 3 s after each commit; the others go on after 50 ms. It starts each
+    // height with the first message of it, so it decides every height itself, never by block sync.
+    const c = await cluster({ seed: 5, powers: [1n, 1n, 1n, 1n], commitTimeouts: [50, 50, 50, 3000] });
+    expect(await c.run(30_000, () => c.minHeight() >= 30)).toBe(true);
+    const slow = c.validators[3]!;
+    expect(slow.synced).toBe(0);
+    expect(c.assertNoFork()).toBeGreaterThanOrEqual(30);
+    expect(c.errors()).toEqual([]);
+  });
+
   it("a one-validator network commits on its own", async () => {
     const c = await cluster({ seed: 2, powers: [10n] });
     expect(await c.run(10_000, () => c.minHeight() >= 20)).toBe(true);

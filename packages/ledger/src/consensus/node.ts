@@ -57,7 +57,11 @@ export interface ConsensusNodeOptions<Tx> {
   txs?: TxSource<Tx> | undefined;
   store?: BlockStore<Tx> | undefined;
   timeouts?: TimeoutConfig | undefined;
-  /** Pause between committing a block and starting the next height (CometBFT's timeout_commit). */
+  /**
+   * Pause between committing a block and starting the next height (CometBFT's timeout_commit): the
+   * next proposer collects late precommits meanwhile; the other validators start the height as
+   * soon as they hear from it.
+   */
   commitTimeoutMs?: number | undefined;
   /** How often a node re-broadcasts its own messages of the current height (covers lost messages). */
   gossipIntervalMs?: number | undefined;
@@ -118,6 +122,8 @@ export class ConsensusNode<Tx> {
   /** Own messages the sign log refused: never sent, not even by gossip. */
   private readonly refused = new WeakSet<object>();
   private queue: Promise<void> = Promise.resolve();
+  /** The sign log's pruning, off the serial queue (see commitBlock). */
+  private pruning: Promise<void> = Promise.resolve();
   private running = false;
   private cancelGossip: (() => void) | undefined;
 
@@ -233,8 +239,9 @@ export class ConsensusNode<Tx> {
     for (;;) {
       const tail = this.queue;
       await tail;
-      if (tail === this.queue) return;
+      if (tail === this.queue) break;
     }
+    await this.pruning;
   }
 
   private enqueue(job: () => Promise<void> | void): void {
@@ -251,10 +258,14 @@ export class ConsensusNode<Tx> {
   }
 
   private onMessage(message: ConsensusMessage<Block<Tx>>, from: string): void {
-    this.enqueue(() => {
+    this.enqueue(async () => {
       const height = message.type === "vote" ? message.vote.payload.height : message.proposal.payload.height;
       if (Number.isSafeInteger(height) && height > this._height) this.noteAhead(from, height);
-      return this.dispatch(this.engine.handle({ type: "message", message }));
+      // The pause after a commit is for the next proposer (see commitTimeoutMs); a node that hears
+      // from the next height already stops pausing. Otherwise it would keep only the next height's
+      // messages and drop those of the one after (from validators a height ahead of a slow node).
+      if (height >= this._height && this.engineHeight < this._height) await this.startEngine();
+      await this.dispatch(this.engine.handle({ type: "message", message }));
     });
   }
 
@@ -448,7 +459,14 @@ export class ConsensusNode<Tx> {
     this.lastBlockTime = info.time;
     this.lastCommit = commit;
     this._height = info.height + 1;
-    await this.options.signLog?.prune?.(info.height);
+    // Old entries are forgotten in the background, one prune at a time: nothing waits for it,
+    // and a slow disk must not hold back the next height (it did, by up to a second per block).
+    const log = this.options.signLog;
+    if (log?.prune) {
+      const height = info.height;
+      this.pruning = this.pruning.then(() => log.prune!(height)).catch((err: unknown) => this.absorb(err));
+      this.timer.track?.(this.pruning);
+    }
     const maxAge = this.options.evidenceMaxAgeHeights ?? 100;
     for (const [key, entry] of this.evidencePool)
       if (entry.seenAt + maxAge < this._height) this.evidencePool.delete(key);

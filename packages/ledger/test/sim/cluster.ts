@@ -52,6 +52,8 @@ export interface ClusterOptions {
   punish?: boolean;
   /** Gives every validator a VoteLog over an in-memory database. */
   voteLogs?: boolean;
+  /** Each validator's pause after a commit (default 50 ms for all). */
+  commitTimeouts?: number[];
 }
 
 export interface SimValidator {
@@ -192,7 +194,7 @@ export class Cluster {
         txs: new CounterTxs(id),
         signLog: voteLog,
         timeouts: SIM_TIMEOUTS,
-        commitTimeoutMs: 50,
+        commitTimeoutMs: options.commitTimeouts?.[i] ?? 50,
         gossipIntervalMs: 400,
         syncDelayMs: 300,
       });
