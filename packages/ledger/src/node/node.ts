@@ -172,9 +172,9 @@ export class LedgerNode {
           onError,
         });
       }
-      const publicKey = keyPairFromSecret(options.secretKey).publicKey;
-      const meta = chain.state.tables.meta.get("meta") as Meta;
-      const isValidator = meta.validators.some((v) => v.address === toHex(publicKey));
+      const address = toHex(keyPairFromSecret(options.secretKey).publicKey);
+      const isValidator = () =>
+        (chain.state.tables.meta.get("meta") as Meta).validators.some((v) => v.address === address);
       const maxBlockBytes = options.maxBlockBytes ?? 1024 * 1024;
       const consensus = new ConsensusNode<SignedTx>({
         chainId: genesis.chainId,
@@ -184,8 +184,10 @@ export class LedgerNode {
         transport: transport ?? new LoneTransport(),
         crypto: protocolCrypto,
         hashing: ledgerBlockHashing,
-        signer: isValidator ? keySigner(options.secretKey) : undefined,
-        signLog: isValidator ? store.votes : undefined,
+        // Every node gets its key: the engine signs only at heights whose set gives the key power,
+        // so a node that bonds while running starts voting when its bond takes effect.
+        signer: keySigner(options.secretKey),
+        signLog: store.votes,
         txs: { reap: (max) => mempool.reap(max, maxBlockBytes), update: (h, txs) => mempool.update(h, txs) },
         resume: (height) => chain.resume(height),
         timeouts: options.timeouts,
@@ -212,7 +214,9 @@ export class LedgerNode {
           }
         }
       });
-      if (isValidator) consensus.onEvidence((e) => node.reportEvidence(e));
+      consensus.onEvidence((e) => {
+        if (isValidator()) node.reportEvidence(e);
+      });
       await consensus.start();
       return node;
     } catch (err) {
