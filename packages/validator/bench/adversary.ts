@@ -2,7 +2,7 @@
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import { initBackend } from "@deepshard/tensor";
 import { DEFAULT_PROBE_SIZES } from "../src/fingerprint.ts";
-import { BENCH_GENESIS } from "./genesis.ts";
+import { REDUCED_GENESIS } from "./genesis.ts";
 import { type BenchResult, runBenchmark } from "./harness.ts";
 import { ROUND } from "./round.ts";
 
@@ -21,7 +21,7 @@ const adversaryBench: BenchModule = async (ctx) => {
     // the improvement and membership-gap rules, keeping validation within 10% of a training run.
     probeSizes: { ...DEFAULT_PROBE_SIZES, batch: 8, heldOut: 8 },
     round: { ...ROUND, seed: process.env.DEEPSHARD_BENCH_SEED ?? ROUND.seed },
-    genesis: process.env.DEEPSHARD_BENCH_GENESIS === "full" ? {} : BENCH_GENESIS,
+    genesis: ctx.quick || process.env.DEEPSHARD_BENCH_GENESIS === "reduced" ? REDUCED_GENESIS : {},
     replayed: 3,
     segments: 8,
     cacheModels: process.env.DEEPSHARD_BENCH_MODEL_CACHE === "1",

@@ -21,12 +21,13 @@ import {
 export type GenesisRecipe = Omit<GenesisOptions, "onProgress" | "corpus">;
 
 /**
- * The full recipe (3.2M parameters, d = 256, 4 layers) makes one round's ~60 training runs cost
- * ~15 CPU-minutes; half the width and depth (440k parameters) costs 5× less and keeps everything
- * else of the network's recipe (corpus, seed, steps, batch, context, optimizer).
- * `DEEPSHARD_BENCH_GENESIS=full` runs the benchmark on the full recipe.
+ * The benchmark runs on the network's genesis model (the full recipe: 3.2M parameters, d = 256,
+ * 4 layers), where one round's ~80 training runs cost ~20 CPU-minutes. This reduced recipe, half the
+ * width and depth (440k parameters), costs 5× less and keeps everything else of the network's recipe
+ * (corpus, seed, steps, batch, context, optimizer): `--quick` and `DEEPSHARD_BENCH_GENESIS=reduced`
+ * use it.
  */
-export const BENCH_GENESIS: GenesisRecipe = { nEmbd: 128, nLayer: 2, nHead: 4 };
+export const REDUCED_GENESIS: GenesisRecipe = { nEmbd: 128, nLayer: 2, nHead: 4 };
 
 export type GenesisInfo = Omit<GenesisResult, "model">;
 
@@ -43,7 +44,7 @@ export function recipeHash(overrides: GenesisRecipe): string {
 
 /** Loads the cached genesis model for `overrides`, pretraining and caching it first if needed. */
 export async function genesisModel(
-  overrides: GenesisRecipe = BENCH_GENESIS,
+  overrides: GenesisRecipe = {},
   log: (line: string) => void = () => {},
 ): Promise<{ model: CausalLM; info: GenesisInfo }> {
   const dir = join(tmpdir(), "deepshard-validator-cache", `tensor-genesis-${recipeHash(overrides)}`);

@@ -9,13 +9,7 @@ import { ValidatorError } from "../src/errors.ts";
 import { drawProbes, fingerprint, type ProbeSizes } from "../src/fingerprint.ts";
 import { judgeRound, type ModelSubmission, type Verdict, type VerdictThresholds } from "../src/judge.ts";
 import { type Checkpoint, chooseSegment, replaySegment, trainWithTranscript } from "../src/replay.ts";
-import {
-  BENCH_GENESIS,
-  type GenesisInfo,
-  type GenesisRecipe,
-  genesisModel,
-  genesisRecipe,
-} from "./genesis.ts";
+import { type GenesisInfo, type GenesisRecipe, genesisModel, genesisRecipe } from "./genesis.ts";
 import { ModelCache } from "./model-cache.ts";
 import {
   ADVERSARIES,
@@ -41,7 +35,7 @@ export interface BenchOptions {
   perClass: number;
   references: number;
   classes?: readonly Adversary[];
-  /** Overrides of the tensor package's genesis recipe. */
+  /** Overrides of the tensor package's genesis recipe (none: the network's genesis model). */
   genesis?: GenesisRecipe;
   round?: RoundRecipe;
   thresholds?: Partial<VerdictThresholds>;
@@ -111,7 +105,7 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   const log = options.log ?? (() => {});
   const recipe = options.round ?? ROUND;
   const classes = options.classes ?? ADVERSARIES;
-  const { model: base, info: genesis } = await genesisModel(options.genesis ?? BENCH_GENESIS, log);
+  const { model: base, info: genesis } = await genesisModel(options.genesis ?? {}, log);
   if (recipe.length > base.config.maxPositions) {
     throw new ValidatorError("INPUT_INVALID", "round sequences are longer than the genesis context", {
       details: `round length ${recipe.length}, context ${base.config.maxPositions}`,
@@ -120,7 +114,7 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
   const baseWeights = readWeights(base);
   const data = roundData(recipe);
   const cache = new ModelCache(
-    { genesis: genesisRecipe(options.genesis ?? BENCH_GENESIS), recipe },
+    { genesis: genesisRecipe(options.genesis ?? {}), recipe },
     options.cacheModels === true,
   );
   // The beacon is a block hash after the commit deadline: nobody training knew these probes.

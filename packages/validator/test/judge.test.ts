@@ -137,7 +137,6 @@ describe("judgeRound", () => {
   it("widens the at-least thresholds by the references' own spread, within bounds", () => {
     const { spread, thresholds: t } = judged;
     for (const [rule, deviation] of [
-      ["shortUpdate", spread.progress],
       ["smallUpdate", spread.updateSize],
       ["improvement", spread.improvement],
     ] as const) {
@@ -150,8 +149,10 @@ describe("judgeRound", () => {
         12,
       );
     }
-    // These tiny models' honest runs disagree a lot (progress 1.06–1.35), which widens progress to its bound.
-    expect(t.shortUpdate).toBeCloseTo(1 - MAX_SPREAD_WIDENING * (1 - DEFAULT_THRESHOLDS.shortUpdate), 12);
+    // These tiny models' honest runs disagree a lot (improvement 0.94–1.14 of the references'): widened.
+    expect(t.improvement).toBeLessThan(DEFAULT_THRESHOLDS.improvement);
+    expect(spread.progress).toBeGreaterThan(0);
+    expect(t.shortUpdate).toBe(DEFAULT_THRESHOLDS.shortUpdate);
     // A caller's threshold looser than the spread asks for is kept as given.
     const strict = judgeRound({
       base: baseFp,
