@@ -60,12 +60,11 @@ export interface VerdictThresholds {
 }
 
 /**
- * Calibrated on the adversary benchmark (bench/) on the reduced and the full genesis model (three
- * rounds of 20 honest trainers). On the full model, honest update sizes stay within 0.965–1.014 of the
- * references' while runs that skip a quarter of the batch reach only 0.87–0.90; honest progress stays
- * within 0.96–1.03 (its mean moves ±0.03 with the references drawn), and an honest batch improvement
- * within 0.99–1.02 of the references'. The update-size and improvement thresholds are widened when the
- * references disagree more (see SPREAD_Z).
+ * Calibrated on the adversary benchmark (bench/) on the reduced and the full genesis model (four
+ * rounds of 20 honest trainers). On the full model honest update sizes stayed within 0.965–1.030 of
+ * the references' (a standard deviation of ~0.01) while runs that skip a quarter of the batch reached
+ * only 0.87–0.90; honest progress stayed within 0.96–1.07 (its mean moves by up to ±0.04 with the
+ * references drawn), and honest batch improvement within 0.985–1.015 of the references'.
  */
 export const DEFAULT_THRESHOLDS: VerdictThresholds = {
   unchanged: 0.01,
@@ -79,14 +78,14 @@ export const DEFAULT_THRESHOLDS: VerdictThresholds = {
 };
 
 /**
- * An update-size or improvement ratio, 1 for an honest model, may fall this many of the references'
- * own deviations below 1 (each reference against the others; RoundJudgement.spread) before its rule
- * fires, when that is looser than the threshold: a recipe whose honest runs disagree more loosens the
- * rule instead of rejecting honest trainers. Three references give a 2-degree-of-freedom estimate that
- * can come out several times too large by chance, so the widening stops at MAX_SPREAD_WIDENING × the
- * threshold's margin below 1, and the rule never switches itself off. Progress is not widened: judged
- * against one reference fewer, the references' own progress strays about twice as far as honest
- * submissions' do against all of them (0.038–0.044 against ~0.015–0.025 on the full model).
+ * The improvement ratio, 1 for an honest model, may fall this many of the references' own deviations
+ * below 1 (each reference against the others; RoundJudgement.spread) before its rule fires, when that
+ * is looser than the threshold: a recipe whose honest runs disagree more loosens the rule instead of
+ * rejecting honest trainers. Three references give a 2-degree-of-freedom estimate that can come out
+ * several times too large by chance, so the widening stops at MAX_SPREAD_WIDENING × the threshold's
+ * margin below 1, and the rule never switches itself off. Update size and progress are not widened:
+ * their leave-one-out spreads came out 0.6–3× and ~2× the honest submissions' on the full model (one
+ * round's 0.029 for update size would have let two of five skip-25 runs through).
  */
 export const SPREAD_Z = 4;
 export const MAX_SPREAD_WIDENING = 3;
@@ -144,7 +143,7 @@ export interface RoundJudgement {
   /**
    * The references' spread around an honest 1: the root mean square of (ratio − 1) over references,
    * each judged against the others (leave-one-out), for the progress, update size and improvement ratios
-   * (progress's is reported, not used: see SPREAD_Z).
+   * (only improvement's widens its threshold: see SPREAD_Z).
    */
   spread: { progress: number; updateSize: number; improvement: number };
   /** The thresholds applied, after widening by the spread. */
@@ -226,7 +225,6 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     Math.max(1 - MAX_SPREAD_WIDENING * (1 - threshold), Math.min(threshold, 1 - SPREAD_Z * deviation));
   const t: VerdictThresholds = {
     ...given,
-    smallUpdate: widened(given.smallUpdate, spread.updateSize),
     improvement: widened(given.improvement, spread.improvement),
   };
 
