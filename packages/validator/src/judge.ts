@@ -90,9 +90,12 @@ export const DEFAULT_THRESHOLDS: VerdictThresholds = {
 export const SPREAD_Z = 4;
 export const MAX_SPREAD_WIDENING = 3;
 /**
- * The membership gap is judged only when the references agree on it: their mean gap above this many
- * of their standard deviations. On the full genesis model, 3 references put it at ~3.3 while honest
- * gaps ranged 0.39–1.57× theirs (a 2-degree-of-freedom spread estimate is that unreliable).
+ * The membership gap is judged only when it is clear: the references' mean gap above this many of
+ * its uncertainties, the larger of their spread and the standard error of their gaps over the probes
+ * (gains on each batch probe against each held-out one). Three references alone give a
+ * 2-degree-of-freedom spread that can come out tiny by chance: on one round of the full genesis model
+ * they agreed to within a few percent while honest gaps ranged −1.3 to 1.3× theirs, and a rule judged on
+ * that rejected 9 of 20 honest trainers; the per-probe error (~14 degrees of freedom) does not.
  */
 export const CLEAR_GAP_SPREADS = 4;
 
@@ -201,7 +204,8 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   const refGap = average(refGaps);
   // A gap counts as "clear" when the references agree on it (see CLEAR_GAP_SPREADS).
   const gapSpread = Math.sqrt(average(refGaps.map((g) => (g - refGap) ** 2)));
-  const gapIsClear = refGap > 0 && refGap > CLEAR_GAP_SPREADS * gapSpread;
+  const gapError = average(references.map((r) => gapStandardError(r, base)));
+  const gapIsClear = refGap > 0 && refGap > CLEAR_GAP_SPREADS * Math.max(gapSpread, gapError);
   const refDistance = average(refFeatures.map((f) => f.weightDistance));
 
   const progressAlong = progressMeter(base, references, band.weights2);
@@ -306,6 +310,18 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     return { id: s.id, accept: reasons.length === 0, reasons, score: checks[0]!.badness, report };
   });
   return { verdicts, closePairs, band, referenceBand, spread, thresholds: t };
+}
+
+/** Standard error of a model's membership gap over the probes: per-sequence gains over the base. */
+function gapStandardError(fp: Fingerprint, base: Fingerprint): number {
+  const gains = (set: "batch" | "heldOut") =>
+    fp.sets[set].logLikelihoods.map((ll, i) => ll - base.sets[set].logLikelihoods[i]!);
+  const errorOfMean = (xs: Float64Array) => {
+    if (xs.length < 2) return Number.POSITIVE_INFINITY;
+    const m = average(xs);
+    return Math.sqrt(xs.reduce((sum, x) => sum + (x - m) ** 2, 0) / (xs.length - 1) / xs.length);
+  };
+  return Math.hypot(errorOfMean(gains("batch")), errorOfMean(gains("heldOut")));
 }
 
 /**

@@ -134,6 +134,23 @@ describe("judgeRound", () => {
     expect(short.report.updateSize).toBeLessThan(judged.thresholds.smallUpdate);
   });
 
+  it("judges the membership gap only when the probes resolve it, however much the references agree", () => {
+    expect(judged.verdicts.find((v) => v.id === "honest-0")!.report.membershipGapRatio).toBeDefined();
+    // Same mean gains, but each batch probe's gain scattered far more than the gap: the references
+    // still agree exactly on the gap, the probes cannot tell it from noise.
+    const scattered = (f: Fingerprint): Fingerprint => {
+      const b = f.sets.batch;
+      const spread = 10 * Math.abs(b.meanLogLikelihood - baseFp.sets.batch.meanLogLikelihood);
+      const logLikelihoods = b.logLikelihoods.map((ll, i) => ll + (i % 2 === 0 ? spread : -spread));
+      return { ...f, sets: { ...f.sets, batch: { ...b, logLikelihoods } } };
+    };
+    const noisy = judgeRound({ base: baseFp, references: references.map(scattered), submissions: subs });
+    for (const v of noisy.verdicts) {
+      expect(v.report.membershipGapRatio, v.id).toBeUndefined();
+      expect(v.reasons.map((r) => r.code)).not.toContain("no_membership_gap");
+    }
+  });
+
   it("widens the improvement threshold by the references' own spread, within bounds", () => {
     const { spread, thresholds: t } = judged;
     const given = DEFAULT_THRESHOLDS.improvement;
