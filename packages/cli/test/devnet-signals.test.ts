@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type DevnetManifest, prepareDevnet, spreadRoles } from "../src/node/devnet.ts";
-import { until } from "./node-fixture.ts";
+import { alive, until } from "./node-fixture.ts";
 
 const RECIPE = { steps: 2, batchSize: 2, context: 16, nEmbd: 8, nLayer: 1, nHead: 1 };
 const ROLES = "validator=2";
@@ -30,15 +30,6 @@ afterEach(() => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Running {
   devnet: ChildProcess;

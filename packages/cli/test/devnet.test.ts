@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DevnetError, prepareDevnet, spreadRoles } from "../src/node/devnet.ts";
+import { alive } from "./node-fixture.ts";
 
 const RECIPE = { steps: 2, batchSize: 2, context: 16, nEmbd: 8, nLayer: 1, nHead: 1 };
 let dir: string;
@@ -21,15 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("spreadRoles", () => {
   it("puts validators and storage on the first nodes and spreads the rest, one role per node at most", () => {

@@ -85,14 +85,7 @@ export async function rogueHost(nodes: DevnetNode[], secretKey?: Uint8Array): Pr
   return host;
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { alive } from "./node-fixture.ts";
 
 /** Polls `check` until it gives a value; fails after `timeoutMs` naming `what`. */
 export async function until<T>(

@@ -6,21 +6,13 @@ import { createInterface } from "node:readline";
 import { readKeystore } from "@deepshard/protocol";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { DeepshardClient } from "../src/node/client.ts";
-import { makeNetwork, PASSPHRASE } from "./node-fixture.ts";
+import { killChildren, makeNetwork, PASSPHRASE } from "./node-fixture.ts";
 
 const bin = join(import.meta.dirname, "..", "bin", "deepshard.js");
 const root = await mkdtemp(join(tmpdir(), "ds-node-events-"));
 const children: ChildProcess[] = [];
 
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await exited;
-    }
-  }
-});
+afterEach(() => killChildren(children));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 /** Each stdout line of `child`, in order; the next one with `next()`. */

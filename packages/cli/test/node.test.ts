@@ -11,7 +11,7 @@ import { Daemon, type DaemonOptions } from "../src/node/daemon.ts";
 import { networkPaths } from "../src/node/datadir.ts";
 import { createLogger } from "../src/node/logger.ts";
 import type { RoleService } from "../src/node/service.ts";
-import { makeNetwork, PASSPHRASE, type TestNetwork, until } from "./node-fixture.ts";
+import { killChildren, makeNetwork, PASSPHRASE, type TestNetwork, until } from "./node-fixture.ts";
 
 const bin = join(import.meta.dirname, "..", "bin", "deepshard.js");
 
@@ -72,14 +72,7 @@ beforeAll(async () => {
   net = await makeNetwork(dir);
 });
 
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await new Promise((r) => child.once("exit", r));
-    }
-  }
-});
+afterEach(() => killChildren(children));
 
 afterAll(() => rm(dir, { recursive: true, force: true }));
 

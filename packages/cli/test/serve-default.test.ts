@@ -13,6 +13,7 @@ import { createInterface } from "node:readline";
 import { ByteTokenizer, generateText, loadModel } from "@deepshard/tensor";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../src/node/daemon.ts";
+import { killChildren } from "./node-fixture.ts";
 import {
   MAIN_BOND,
   makeWeightsNetwork,
@@ -35,15 +36,7 @@ beforeAll(async () => {
     .daemon;
 });
 
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await exited;
-    }
-  }
-});
+afterEach(() => killChildren(children));
 
 afterAll(async () => {
   await node?.stop(3_000);
