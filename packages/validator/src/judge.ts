@@ -202,7 +202,8 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   const refImprovement = average(refFeatures.map((f) => f.improvement.batch));
   const refGaps = refFeatures.map((f) => f.membershipGap);
   const refGap = average(refGaps);
-  // A gap counts as "clear" when the references agree on it (see CLEAR_GAP_SPREADS).
+  // A gap counts as "clear" when it stands out from the references' spread and from its probe error
+  // (see CLEAR_GAP_SPREADS).
   const gapSpread = Math.sqrt(average(refGaps.map((g) => (g - refGap) ** 2)));
   const gapError = average(references.map((r) => gapStandardError(r, base)));
   const gapIsClear = refGap > 0 && refGap > CLEAR_GAP_SPREADS * Math.max(gapSpread, gapError);
