@@ -175,21 +175,11 @@ function reviveAmounts(key: string, value: unknown): unknown {
 
 export class DeepshardClient {
   readonly url: string;
-  readonly #agent = new Agent({ keepAliveTimeout: 1_000, connections: 8 });
-  readonly #timeoutMs: number;
+  readonly #node: NodeEndpoint;
 
   constructor(url: string, options: ClientOptions = {}) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new ClientError(0, "BAD_API_URL", `not a URL: ${url}`);
-    }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw new ClientError(0, "BAD_API_URL", `the node API is http://…, got ${url}`);
-    }
-    this.url = parsed.origin;
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#node = nodeEndpoint(url, options.timeoutMs ?? 30_000, 8);
+    this.url = this.#node.url;
   }
 
   status(): Promise<NodeStatus> {
@@ -299,7 +289,7 @@ export class DeepshardClient {
   }
 
   async close(): Promise<void> {
-    await this.#agent.close();
+    await this.#node.agent.close();
   }
 
   async #get<T>(path: string): Promise<T> {
@@ -313,10 +303,6 @@ export class DeepshardClient {
   #request(method: "GET" | "POST", path: string, body?: string) {
     return requestNode(this.#node, method, path, { body });
   }
-
-  get #node(): NodeEndpoint {
-    return { url: this.url, agent: this.#agent, timeoutMs: this.#timeoutMs };
-  }
 }
 
 /** What the HTTP helpers need of a client: where its node is, its connection pool, its deadline. */
@@ -324,6 +310,20 @@ export interface NodeEndpoint {
   url: string;
   agent: Agent;
   timeoutMs: number;
+}
+
+/** The endpoint of the node API at `url` (checked: an http(s) URL), with its own connection pool. */
+export function nodeEndpoint(url: string, timeoutMs: number, connections: number): NodeEndpoint {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ClientError(0, "BAD_API_URL", `not a URL: ${url}`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new ClientError(0, "BAD_API_URL", `the node API is http://…, got ${url}`);
+  }
+  return { url: parsed.origin, agent: new Agent({ keepAliveTimeout: 1_000, connections }), timeoutMs };
 }
 
 /** The `error` object of the node's JSON error bodies. */

@@ -9,8 +9,7 @@
  *
  * A refusal by the node is a ClientError with the node's code (TOO_LARGE, BAD_STAKE, …).
  */
-import { Agent } from "undici";
-import { ClientError, callNode, type NodeErrorBody } from "../../client.ts";
+import { ClientError, callNode, type NodeEndpoint, type NodeErrorBody, nodeEndpoint } from "../../client.ts";
 import { InformantError } from "./errors.ts";
 import type { SubmissionView } from "./service.ts";
 
@@ -48,18 +47,11 @@ function revive(key: string, value: unknown): unknown {
 
 export class InformantClient {
   readonly url: string;
-  readonly #agent = new Agent({ keepAliveTimeout: 1_000, connections: 2 });
-  readonly #timeoutMs: number;
+  readonly #node: NodeEndpoint;
 
   constructor(url: string, options: { timeoutMs?: number } = {}) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new ClientError(0, "BAD_API_URL", `not a URL: ${url}`);
-    }
-    this.url = parsed.origin;
-    this.#timeoutMs = options.timeoutMs ?? 60_000;
+    this.#node = nodeEndpoint(url, options.timeoutMs ?? 60_000, 2);
+    this.url = this.#node.url;
   }
 
   status(): Promise<InformantStatus> {
@@ -104,12 +96,11 @@ export class InformantClient {
   }
 
   async close(): Promise<void> {
-    await this.#agent.close();
+    await this.#node.agent.close();
   }
 
   #call<T>(method: "GET" | "POST", path: string, body?: Uint8Array): Promise<T> {
-    const node = { url: this.url, agent: this.#agent, timeoutMs: this.#timeoutMs };
-    return callNode(node, method, path, { body, reviver: revive, explain: explainInformant });
+    return callNode(this.#node, method, path, { body, reviver: revive, explain: explainInformant });
   }
 }
 

@@ -12,8 +12,7 @@
  * A refusal by the node is a ClientError with the node's code (NO_LICENSE, NO_MODEL, …); a route
  * of a role the node does not run is ROLE_NOT_RUNNING.
  */
-import { Agent } from "undici";
-import { ClientError, callNode } from "../../client.ts";
+import { ClientError, callNode, type NodeEndpoint, nodeEndpoint } from "../../client.ts";
 import type { FetchJob } from "../inference/index.ts";
 
 export interface WeightsOverview {
@@ -39,14 +38,17 @@ export interface WeightsInspection {
     self: boolean;
     ageMs: number;
   }[];
-  replication: {
-    target: number;
-    min: number;
-    underReplicated: number;
-    missing: number;
-    storageSet: string[];
-    placed: number;
-  } | null;
+  replication: ReplicationHealth | null;
+}
+
+/** How well a model's chunks are replicated across the storage set. */
+export interface ReplicationHealth {
+  target: number;
+  min: number;
+  underReplicated: number;
+  missing: number;
+  storageSet: string[];
+  placed: number;
 }
 
 export interface InferenceStatus {
@@ -91,18 +93,11 @@ const ROLE_OF: [string, string][] = [
 
 export class WeightsClient {
   readonly url: string;
-  readonly #agent = new Agent({ keepAliveTimeout: 1_000, connections: 2 });
-  readonly #timeoutMs: number;
+  readonly #node: NodeEndpoint;
 
   constructor(url: string, options: { timeoutMs?: number } = {}) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new ClientError(0, "BAD_API_URL", `not a URL: ${url}`);
-    }
-    this.url = parsed.origin;
-    this.#timeoutMs = options.timeoutMs ?? 120_000;
+    this.#node = nodeEndpoint(url, options.timeoutMs ?? 120_000, 2);
+    this.url = this.#node.url;
   }
 
   overview(): Promise<WeightsOverview> {
@@ -162,12 +157,11 @@ export class WeightsClient {
   }
 
   async close(): Promise<void> {
-    await this.#agent.close();
+    await this.#node.agent.close();
   }
 
   #call<T>(method: "GET" | "POST", path: string, body?: string): Promise<T> {
-    const node = { url: this.url, agent: this.#agent, timeoutMs: this.#timeoutMs };
-    return callNode(node, method, path, {
+    return callNode(this.#node, method, path, {
       body,
       reviver: revive,
       explain: (status, error) => {
