@@ -7,6 +7,7 @@ import { encodeAddress } from "@deepshard/protocol";
 import { placeChunks } from "@deepshard/tensor";
 import { ApiError } from "../../api.ts";
 import type { RoleContext } from "../../service.ts";
+import type { ReplicationHealth } from "./client.ts";
 import { inRanges, REPLICATION, rangesSize, type WeightsDirectory } from "./directory.ts";
 
 const registered = new WeakSet<object>();
@@ -66,14 +67,7 @@ export function inspectWeights(ctx: RoleContext, directory: WeightsDirectory, we
       ageMs: 0,
     });
   }
-  let replication: {
-    target: number;
-    min: number;
-    underReplicated: number;
-    missing: number;
-    storageSet: string[];
-    placed: number;
-  } | null = null;
+  let replication: ReplicationHealth | null = null;
   if (chunkCount !== undefined) {
     const counts = new Array<number>(chunkCount).fill(0);
     const lists = [
