@@ -2,6 +2,7 @@
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import { initBackend } from "@deepshard/tensor";
 import { DEFAULT_PROBE_SIZES } from "../src/fingerprint.ts";
+import type { SubmissionReport } from "../src/judge.ts";
 import { REDUCED_GENESIS } from "./genesis.ts";
 import { type BenchResult, runBenchmark } from "./harness.ts";
 import { ROUND } from "./round.ts";
@@ -98,20 +99,24 @@ const adversaryBench: BenchModule = async (ctx) => {
   return rows;
 };
 
-/** Per class, the range of each rule's ratio: what the thresholds are judged against. */
+/** Per class (honest first, as submitted), the range of each rule's ratio: what the thresholds are judged against. */
 function logRatios(r: BenchResult, log: (line: string) => void): void {
-  const range = (xs: number[]) =>
-    xs.length === 0 ? "-" : `${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}`;
-  for (const cls of ["honest", ...new Set(r.verdicts.map((v) => v.cls))].filter(
-    (c, i, a) => a.indexOf(c) === i,
-  )) {
+  const ratios: [string, (x: SubmissionReport) => number | undefined][] = [
+    ["progress", (x) => x.progress],
+    ["size", (x) => x.updateSize],
+    ["far", (x) => x.farRatio],
+    ["js", (x) => x.jsRatio],
+    ["improvement", (x) => x.improvementRatio],
+    ["gap", (x) => x.membershipGapRatio],
+    ["nearest", (x) => x.nearestRatio],
+  ];
+  for (const cls of new Set(r.verdicts.map((v) => v.cls))) {
     const reports = r.verdicts.filter((v) => v.cls === cls).map((v) => v.verdict.report);
-    const gaps = reports.flatMap((x) => (x.membershipGapRatio === undefined ? [] : [x.membershipGapRatio]));
-    log(
-      `${cls}: progress ${range(reports.map((x) => x.progress))}, size ${range(reports.map((x) => x.updateSize))}, far ${range(reports.map((x) => x.farRatio))}, ` +
-        `js ${range(reports.map((x) => x.jsRatio))}, improvement ${range(reports.map((x) => x.improvementRatio))}, ` +
-        `gap ${range(gaps)}, nearest ${range(reports.map((x) => x.nearestRatio))}`,
-    );
+    const ranges = ratios.map(([name, of]) => {
+      const xs = reports.map(of).filter((x) => x !== undefined);
+      return `${name} ${xs.length === 0 ? "-" : `${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}`}`;
+    });
+    log(`${cls}: ${ranges.join(", ")}`);
   }
 }
 

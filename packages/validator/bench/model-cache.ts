@@ -3,7 +3,8 @@
  * the judge on the full genesis model, where one round's ~80 training runs cost ~20 CPU-minutes: a
  * rerun with the same genesis, round and seeds loads each model instead of training it again. Each
  * entry keeps the CPU time its training took, so the compute rows still report what training cost.
- * Published tables come from uncached runs (the bench logs how many models came from the cache).
+ * The bench logs how many models came from the cache, and a published table says so. The key
+ * does not cover the training code: delete the cache folder after changing it.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
