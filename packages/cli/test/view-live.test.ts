@@ -59,12 +59,18 @@ describe("the live view of a running node", () => {
       await until(
         () => store.getState().accounts.some((a) => a.balance > 0n) && store.getState().price !== undefined,
       );
+      // Freeze the state (the price rises with every block) and let the view draw it.
+      await source.stop();
       store.flush();
-      await until(() => (ui.lastFrame() ?? "").includes("accepted"), 5_000);
       const state = store.getState();
+      const price = `price ${state.price!.toLocaleString("en-US")}`;
+      await until(() => {
+        const drawn = ui.lastFrame() ?? "";
+        return drawn.includes("accepted") && drawn.includes(price);
+      }, 5_000);
       const frame = ui.lastFrame()!;
       expect(frame).toMatch(new RegExp(`height ${state.height - 1}|height ${state.height}`));
-      expect(frame).toContain(`price ${state.price!.toLocaleString("en-US")}`);
+      expect(frame).toContain(price);
       expect(frame).toContain("Validators 1");
       expect(frame).toMatch(/node\s+100,000\s+100\.0%/);
       expect(frame).toContain(`${sent.submission.slice(0, 8)}…`);

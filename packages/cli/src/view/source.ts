@@ -67,7 +67,9 @@ export class ViewSource {
     tick();
   }
 
+  /** Stops following the node(s); calling it again does nothing. */
   async stop(): Promise<void> {
+    if (this.#stopped) return;
     this.#stopped = true;
     this.#unsubscribe?.();
     clearTimeout(this.#timer);
