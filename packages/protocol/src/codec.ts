@@ -148,15 +148,21 @@ const DECODE_OPTIONS = {
  * so deep inputs fail before cborg's recursive decoder overflows the stack; also refuses floats,
  * which cborg would otherwise hand back as numbers indistinguishable from integers.
  */
+/** Keeps a leading U+FEFF: cborg's TextDecoder drops it, so such a string would not round-trip. */
+const UTF8_KEEPING_BOM = new TextDecoder("utf-8", { ignoreBOM: true });
+
 class ProfileTokenizer extends Tokenizer {
   private readonly remaining: number[] = [];
+  private readonly bytes: Uint8Array;
 
   constructor(data: Uint8Array) {
     super(data, DECODE_OPTIONS);
+    this.bytes = data;
   }
 
   override next(): Token {
     const token = super.next();
+    if (token.type === Type.string) this.keepBom(token);
     const open = this.remaining;
     if (open.length > 0) open[open.length - 1]! -= 1;
     const type = token.type;
@@ -174,6 +180,18 @@ class ProfileTokenizer extends Tokenizer {
     }
     while (open.length > 0 && open[open.length - 1] === 0) open.pop();
     return token;
+  }
+
+  /** Re-reads a string token whose bytes start with EF BB BF (the only ones cborg decodes wrongly). */
+  private keepBom(token: Token): void {
+    const end = this.pos();
+    const start = end - token.encodedLength!; // set on every token the tokenizer reads
+    const info = this.bytes[start]! & 0x1f;
+    const content = start + (info < 24 ? 1 : 1 + 2 ** (info - 24));
+    const b = this.bytes;
+    if (b[content] === 0xef && b[content + 1] === 0xbb && b[content + 2] === 0xbf) {
+      token.value = UTF8_KEEPING_BOM.decode(b.subarray(content, end));
+    }
   }
 }
 

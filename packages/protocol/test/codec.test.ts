@@ -93,6 +93,12 @@ describe("canonical encoding", () => {
     expect(toHex(encode({ [long]: 1, z: 2 })).startsWith("a2617a02")).toBe(true);
   });
 
+  it("round-trips text that starts with U+FEFF, short and long", () => {
+    for (const text of ["\uFEFF", "\uFEFFx", `\uFEFF${"a".repeat(100)}`, { k: "\uFEFFv" }]) {
+      expect(decode(encode(text))).toEqual(text);
+    }
+  });
+
   it("decodes safe integers as numbers and larger ones as bigint", () => {
     expect(decode(hex("1b001fffffffffffff"))).toBe(Number.MAX_SAFE_INTEGER);
     expect(decode(hex("1b0020000000000000"))).toBe(2n ** 53n);
