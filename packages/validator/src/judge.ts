@@ -2,8 +2,11 @@
  * Verdicts on a training round's submissions. The validator's own reference replicas (honest runs of
  * the round's recipe with its own seeds) give the honest band, so the rules hold even when most
  * submitters lie. Every rule is a ratio to what the references show, with a threshold; a rule's
- * "badness" is scaled so that 1 is its threshold, and a submission's score is its worst badness.
+ * "badness" is scaled so that 1 is its threshold. A rejected submission scores its worst badness; an
+ * accepted one scores by how far its ratios together stray from an honest model's (Verdict.deviation).
  */
+import { randomBytes } from "node:crypto";
+import { Rng } from "@deepshard/tensor";
 import { ValidatorError } from "./errors.ts";
 import {
   type Fingerprint,
@@ -99,6 +102,34 @@ export const MAX_SPREAD_WIDENING = 3;
  */
 export const CLEAR_GAP_SPREADS = 4;
 
+/**
+ * Submissions are compared pairwise (copies) on count sketches of their updates: every weight is
+ * added, with a random sign, into one of PAIR_SKETCH_BUCKETS buckets, so the squared distance between
+ * two sketches estimates the squared weight distance within a relative standard deviation of at most
+ * √(2/buckets) (2.2% here) whatever the update looks like, as long as the hashing is unknown to the
+ * submitters (JudgeInput.seed). Pairs the sketch puts below COPY_CANDIDATE × the copy threshold are
+ * measured exactly. This keeps the pairwise search O(submissions² × buckets) instead of
+ * O(submissions² × weights): at 65 submissions of the 3.2M-weight genesis model it was most of the
+ * judging time, and it grows with every trainer.
+ */
+export const PAIR_SKETCH_BUCKETS = 4096;
+export const COPY_CANDIDATE = 2;
+
+/**
+ * How far each ratio strays from 1 across honest trainers: about one standard deviation, on the
+ * adversary benchmark on the full genesis model (60 honest runs over rounds 1, 3 and 7: root mean
+ * square deviations 0.018–0.024 for progress, 0.008–0.013 for update size, 0.063–0.072 for the
+ * weight distance, 0.034–0.045 for the prediction distance and 0.006–0.009 for improvement). These
+ * scale the ratios into Verdict.deviation; the thresholds do not depend on them.
+ */
+export const HONEST_SPREAD = {
+  progress: 0.025,
+  updateSize: 0.015,
+  far: 0.06,
+  js: 0.04,
+  improvement: 0.008,
+} as const;
+
 export interface ModelSubmission {
   id: string;
   fingerprint: Fingerprint;
@@ -115,7 +146,10 @@ export interface SubmissionReport {
   farRatio: number;
   /** mean_j JS(w, r_j) / mean_{i<j} JS(r_i, r_j). */
   jsRatio: number;
-  /** min over other submissions of ‖w − s‖² / mean_{i<j} ‖r_i − r_j‖², and which one. */
+  /**
+   * min over other submissions of ‖w − s‖² / mean_{i<j} ‖r_i − r_j‖², and which one: exact below
+   * COPY_CANDIDATE × the copy threshold, estimated from the pairwise sketches above it.
+   */
   nearestRatio: number;
   nearest: string | undefined;
   improvementRatio: number;
@@ -128,7 +162,19 @@ export interface Verdict {
   accept: boolean;
   /** Rules that fired, worst first. */
   reasons: VerdictReason[];
-  /** The worst badness over all rules (> 1 ⇔ rejected): a continuous suspicion score. */
+  /**
+   * Root sum of squares of the progress, update size, weight distance, prediction distance and
+   * improvement ratios' deviations from what an honest model shows (1, and referenceBand / band for the
+   * distances), each in its honest spread (HONEST_SPREAD) and counted on the side that means trouble
+   * only (less progress, a smaller update or less improvement; farther from the references). Training on slightly different data than the batch (a few poisoned examples) moves
+   * several ratios a little at once, none past its threshold.
+   */
+  deviation: number;
+  /**
+   * A continuous suspicion score, for ranking: > 1 ⇔ rejected, then the worst badness over all rules;
+   * an accepted submission scores deviation / (1 + deviation), in [0, 1), so the accepted rank by
+   * their deviation and below every rejected one.
+   */
   score: number;
   report: SubmissionReport;
 }
@@ -159,6 +205,11 @@ export interface JudgeInput {
   references: Fingerprint[];
   submissions: ModelSubmission[];
   thresholds?: Partial<VerdictThresholds>;
+  /**
+   * Seeds the hashing of the pairwise sketches (see PAIR_SKETCH_BUCKETS). Submitters must not know it
+   * when they submit: a beacon after the commit deadline, or (the default) fresh random bytes.
+   */
+  seed?: string;
 }
 
 const below = (value: number, threshold: number) => (1 - value) / (1 - threshold);
@@ -239,8 +290,14 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   const nearest = new Map<string, { id: string; ratio: number }>();
   const closePairs: RoundJudgement["closePairs"] = [];
   const copies = new Map<string, number>();
+  const sketch = updateSketcher(base, input.seed ?? randomBytes(32).toString("hex"));
+  const sketches = new Map(subs.map((s) => [s, sketch(s.fingerprint)]));
   for (const [a, b] of pairs(subs)) {
-    const ratio = weightDistance2(a.fingerprint, b.fingerprint) / band.weights2;
+    const estimate = distance2(sketches.get(a)!, sketches.get(b)!) / band.weights2;
+    const ratio =
+      estimate < COPY_CANDIDATE * t.copy
+        ? weightDistance2(a.fingerprint, b.fingerprint) / band.weights2
+        : estimate;
     for (const [x, y] of [
       [a, b],
       [b, a],
@@ -260,6 +317,10 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     }
   }
 
+  // An honest model is, on average, as far from the references as they are from each other: when the
+  // submissions widened the band, its distance ratios sit below 1, at referenceBand / band.
+  const honestFar = referenceBand.weights2 / band.weights2;
+  const honestJs = band.js > 0 ? referenceBand.js / band.js : 1;
   const verdicts = subs.map((s, index): Verdict => {
     const fp = s.fingerprint;
     const f = modelFeatures(fp, base);
@@ -308,9 +369,49 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     }
     checks.sort((x, y) => y.badness - x.badness);
     const reasons = checks.filter((c) => c.badness > 1);
-    return { id: s.id, accept: reasons.length === 0, reasons, score: checks[0]!.badness, report };
+    // The improvement's honest spread widens with its threshold (see SPREAD_Z).
+    const improvementSpread =
+      HONEST_SPREAD.improvement *
+      (given.improvement < 1 ? Math.max(1, (1 - t.improvement) / (1 - given.improvement)) : 1);
+    const deviation = Math.hypot(
+      Math.max(0, 1 - progress) / HONEST_SPREAD.progress,
+      Math.max(0, 1 - updateSize) / HONEST_SPREAD.updateSize,
+      Math.max(0, farRatio - honestFar) / HONEST_SPREAD.far,
+      Math.max(0, jsRatio - honestJs) / HONEST_SPREAD.js,
+      Math.max(0, 1 - improvementRatio) / improvementSpread,
+    );
+    const accept = reasons.length === 0;
+    const score = accept ? deviation / (1 + deviation) : checks[0]!.badness;
+    return { id: s.id, accept, reasons, deviation, score, report };
   });
   return { verdicts, closePairs, band, referenceBand, spread, thresholds: t };
+}
+
+/**
+ * A count sketch of a model's update from the base (see PAIR_SKETCH_BUCKETS): one hashed bucket and
+ * sign per weight, drawn from `seed`, the same for every model of the round.
+ */
+function updateSketcher(base: Fingerprint, seed: string): (fp: Fingerprint) => Float64Array {
+  const n = base.weights.length;
+  const rng = new Rng(`pair-sketch/${seed}`);
+  const hash = new Uint32Array(n);
+  for (let i = 0; i < n; i++) hash[i] = rng.nextU32();
+  const mask = PAIR_SKETCH_BUCKETS - 1;
+  return (fp) => {
+    const out = new Float64Array(PAIR_SKETCH_BUCKETS);
+    for (let i = 0; i < n; i++) {
+      const h = hash[i]!;
+      const d = fp.weights[i]! - base.weights[i]!;
+      out[h & mask]! += h & 0x80000000 ? d : -d;
+    }
+    return out;
+  };
+}
+
+function distance2(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i]! - b[i]!) ** 2;
+  return s;
 }
 
 /** Standard error of a model's membership gap over the probes: per-sequence gains over the base. */

@@ -13,8 +13,16 @@ import {
   train,
 } from "@deepshard/tensor";
 import { beforeAll, describe, expect, it } from "vitest";
-import { drawProbes, type Fingerprint, fingerprint, jsDistance, type ProbeSets } from "../src/fingerprint.ts";
 import {
+  drawProbes,
+  type Fingerprint,
+  fingerprint,
+  jsDistance,
+  type ProbeSets,
+  weightDistance2,
+} from "../src/fingerprint.ts";
+import {
+  COPY_CANDIDATE,
   DEFAULT_THRESHOLDS,
   judgeRound,
   MAX_SPREAD_WIDENING,
@@ -104,6 +112,8 @@ beforeAll(async () => {
   add("short", fp(await trained(batch, "short", 2)));
   add("noise", fp(shifted(await trained(batch, "noisy"), 0.2, "noise")));
   add("replay", fp(await trained(batch, "replayed")), { ok: false });
+  // One of the sixteen batch sequences swapped for another: the batch's recipe, slightly different data.
+  add("mixed", fp(await trained([...batch.slice(0, 15), ...randomSeqs(1, "mixed")], "mixed")));
   judged = judgeRound({ base: baseFp, references, submissions: subs });
 });
 
@@ -195,6 +205,16 @@ describe("judgeRound", () => {
     expect(Math.min(...rejected)).toBeGreaterThan(1);
   });
 
+  it("ranks accepted submissions by their deviation, below every rejected one", () => {
+    const deviation = (id: string) => judged.verdicts.find((v) => v.id === id)!.deviation;
+    for (const v of judged.verdicts) {
+      if (v.accept) expect(v.score).toBeCloseTo(v.deviation / (1 + v.deviation), 12);
+      else expect(v.score).toBe(v.reasons[0]!.badness);
+    }
+    // A trainer who swapped one batch sequence strays further from the references than any honest one.
+    for (let i = 0; i < 4; i++) expect(deviation("mixed")).toBeGreaterThan(deviation(`honest-${i}`));
+  });
+
   it("flags predictions that diverge from the references", () => {
     const strict = judgeRound({
       base: baseFp,
@@ -216,6 +236,34 @@ describe("judgeRound", () => {
     // Only far-away submissions: the band widens to the cap, no further.
     const far = judgeRound({ base: baseFp, references, submissions: subs.filter((s) => s.id === "noise") });
     expect(far.band.weights2).toBeCloseTo(MAX_WIDENING * far.referenceBand.weights2, 6);
+  });
+
+  it("compares pairs on sketches: within a few percent, exactly near the copy threshold, sparse copies too", () => {
+    const band = judged.band.weights2;
+    for (const v of judged.verdicts) {
+      const me = subs.find((s) => s.id === v.id)!;
+      const exact = Math.min(
+        ...subs.filter((s) => s !== me).map((s) => weightDistance2(me.fingerprint, s.fingerprint) / band),
+      );
+      if (exact < COPY_CANDIDATE * judged.thresholds.copy)
+        expect(v.report.nearestRatio).toBeCloseTo(exact, 12);
+      else expect(Math.abs(v.report.nearestRatio / exact - 1), v.id).toBeLessThan(0.15);
+    }
+    // A copier who hides its noise in a few weights: the sketch still sees the whole distance.
+    const victim = subs.find((s) => s.id === "honest-1")!.fingerprint;
+    const weights = victim.weights.slice();
+    for (const i of [3, 1000, 2500]) weights[i]! += Math.sqrt((0.05 * band) / 3);
+    const sparse = { id: "sparse-copy", fingerprint: { ...victim, weights } };
+    for (const seed of ["a", "b", "c", "d"]) {
+      const j = judgeRound({ base: baseFp, references, submissions: [...subs, sparse], seed });
+      expect(j.closePairs.map((p) => [p.a, p.b].sort())).toContainEqual(["honest-1", "sparse-copy"]);
+    }
+    // The same seed, the same estimates.
+    const once = judgeRound({ base: baseFp, references, submissions: subs, seed: "s" });
+    const again = judgeRound({ base: baseFp, references, submissions: subs, seed: "s" });
+    expect(again.verdicts.map((v) => v.report.nearestRatio)).toEqual(
+      once.verdicts.map((v) => v.report.nearestRatio),
+    );
   });
 
   it("needs two references and unique ids", () => {
