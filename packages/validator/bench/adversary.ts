@@ -1,4 +1,5 @@
 /** `npm run bench:validator`: the adversary benchmark as bench rows (see harness.ts and the README). */
+import { writeFile } from "node:fs/promises";
 import type { BenchModule, BenchRow } from "@deepshard/protocol";
 import { initBackend } from "@deepshard/tensor";
 import { DEFAULT_PROBE_SIZES } from "../src/fingerprint.ts";
@@ -34,6 +35,17 @@ const adversaryBench: BenchModule = async (ctx) => {
     );
   }
   logRatios(r, ctx.log);
+  // Every verdict with its report, for calibrating the judge offline.
+  const reportsFile = process.env.DEEPSHARD_BENCH_REPORTS;
+  if (reportsFile) {
+    await writeFile(
+      reportsFile,
+      JSON.stringify({ ...r.judgement, verdicts: r.verdicts }, (_, v) =>
+        v instanceof Float64Array ? [...v] : v,
+      ),
+    );
+    ctx.log(`verdicts written to ${reportsFile}`);
+  }
   const rows: BenchRow[] = [];
   const row = (metric: string, value: number, unit: string, target?: string, pass?: boolean) =>
     rows.push({ package: "validator", metric, value, unit, target, pass });

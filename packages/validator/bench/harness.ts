@@ -7,7 +7,13 @@
 import { type CausalLM, modelFromWeights, readWeights, weightsDigest } from "@deepshard/tensor";
 import { ValidatorError } from "../src/errors.ts";
 import { drawProbes, fingerprint, type ProbeSizes } from "../src/fingerprint.ts";
-import { judgeRound, type ModelSubmission, type Verdict, type VerdictThresholds } from "../src/judge.ts";
+import {
+  judgeRound,
+  type ModelSubmission,
+  type RoundJudgement,
+  type Verdict,
+  type VerdictThresholds,
+} from "../src/judge.ts";
 import { type Checkpoint, chooseSegment, replaySegment, trainWithTranscript } from "../src/replay.ts";
 import { type GenesisInfo, type GenesisRecipe, genesisModel, genesisRecipe } from "./genesis.ts";
 import { ModelCache } from "./model-cache.ts";
@@ -67,6 +73,8 @@ export interface BenchResult {
   honest: number;
   honestRejected: number;
   verdicts: { cls: Adversary | "honest"; verdict: Verdict }[];
+  /** The round's band, spread and the thresholds applied (see RoundJudgement). */
+  judgement: Pick<RoundJudgement, "band" | "referenceBand" | "spread" | "thresholds">;
   /** Mean CPU time of one honest training run. */
   trainMs: number;
   /** Fingerprint + judging, per submission. */
@@ -118,11 +126,8 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
     options.cacheModels === true,
   );
   // The beacon is a block hash after the commit deadline: nobody training knew these probes.
-  const probes = drawProbes(
-    options.beacon ?? "block-hash-after-commit-deadline",
-    data.pools,
-    options.probeSizes,
-  );
+  const beacon = options.beacon ?? "block-hash-after-commit-deadline";
+  const probes = drawProbes(beacon, data.pools, options.probeSizes);
 
   let validateMs = 0;
   const fp = (model: CausalLM) => {
@@ -235,6 +240,7 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
     base: baseFp,
     references,
     submissions,
+    seed: beacon,
     ...(options.thresholds ? { thresholds: options.thresholds } : {}),
   });
   const judgeMs = cpuMs() - t2;
@@ -267,6 +273,12 @@ export async function runBenchmark(options: BenchOptions): Promise<BenchResult> 
     honest: options.honest,
     honestRejected: verdicts.filter((v) => v.cls === "honest" && !v.verdict.accept).length,
     verdicts,
+    judgement: {
+      band: judged.band,
+      referenceBand: judged.referenceBand,
+      spread,
+      thresholds,
+    },
     trainMs,
     validateMs: validateMs / submissions.length,
     judgeMs: judgeMs / submissions.length,
