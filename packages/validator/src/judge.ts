@@ -116,11 +116,11 @@ export const PAIR_SKETCH_BUCKETS = 4096;
 export const COPY_CANDIDATE = 2;
 
 /**
- * How far each ratio strays from 1 across honest trainers: about one standard deviation, on the
- * adversary benchmark on the full genesis model (60 honest runs over rounds 1, 3 and 7: root mean
- * square deviations 0.018–0.024 for progress, 0.008–0.013 for update size, 0.063–0.072 for the
- * weight distance, 0.034–0.045 for the prediction distance and 0.006–0.009 for improvement). These
- * scale the ratios into Verdict.deviation; the thresholds do not depend on them.
+ * How far each ratio strays across honest trainers: about one standard deviation, rounded up, on the
+ * adversary benchmark on the full genesis model (20 honest runs in each of rounds 1, 3 and 7: standard
+ * deviations 0.017–0.021 for progress, 0.008–0.011 for update size, 0.046–0.054 for the weight
+ * distance, 0.027–0.029 for the prediction distance and 0.006–0.007 for improvement). These scale the
+ * ratios into Verdict.deviation; the thresholds do not depend on them.
  */
 export const HONEST_SPREAD = {
   progress: 0.025,
@@ -164,10 +164,11 @@ export interface Verdict {
   reasons: VerdictReason[];
   /**
    * Root sum of squares of the progress, update size, weight distance, prediction distance and
-   * improvement ratios' deviations from what an honest model shows (1, and referenceBand / band for the
-   * distances), each in its honest spread (HONEST_SPREAD) and counted on the side that means trouble
-   * only (less progress, a smaller update or less improvement; farther from the references). Training on slightly different data than the batch (a few poisoned examples) moves
-   * several ratios a little at once, none past its threshold.
+   * improvement ratios' deviations from what an honest model shows (1, and referenceBand / band for
+   * the distances), each in its honest spread (HONEST_SPREAD) and counted on the side that means
+   * trouble only (less progress, a smaller update or less improvement; farther from the references).
+   * Training on slightly different data than the batch (a few poisoned examples) moves several ratios
+   * a little at once, none past its threshold.
    */
   deviation: number;
   /**
