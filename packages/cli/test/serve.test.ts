@@ -430,6 +430,78 @@ describe("the OpenAI-compatible server's edges", () => {
   });
 });
 
+describe("switching models", () => {
+  it("swaps between generations, keeps the old id as a name, and refuses another architecture", async () => {
+    const config = model.config.raw;
+    const a = createModel(config, { seed: 4 });
+    const b = createModel(config, { seed: 5 });
+    const s = await startOpenAIServer({
+      model: a,
+      tokenizer,
+      modelId: "weights-a",
+      port: 0,
+      limits: { maxTokens: 3000 },
+    });
+    toClose.push(async () => {
+      await s.close();
+      a.dispose();
+      b.dispose();
+    });
+    const at = { base: s.url };
+    const holder = new AbortController();
+    const running = call(
+      "POST",
+      "/completions",
+      { model: "weights-a", prompt: "long", max_tokens: 3000, temperature: 0, stream: true },
+      { ...at, signal: holder.signal },
+    ).catch((e: Error) => e);
+    await until(() => s.stats().running === 1, "the first generation");
+    let swapped = false;
+    const swap = s.swap({ model: b, tokenizer, modelId: "weights-b" }).then((previous) => {
+      swapped = true;
+      return previous;
+    });
+    // Queued behind the switch: it runs on the new model.
+    const after = call(
+      "POST",
+      "/completions",
+      { model: "weights-a", prompt: "hi", max_tokens: 20, seed: 7 },
+      at,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(swapped).toBe(false);
+    expect(s.modelId).toBe("weights-a");
+    holder.abort();
+    expect(await swap).toBe(a);
+    expect(s.modelId).toBe("weights-b");
+    let expected = "";
+    for await (const piece of generateText(b, tokenizer, "hi", { seed: 7, maxNewTokens: 20 }))
+      expected += piece;
+    const answer = await after;
+    expect(answer.status, answer.text).toBe(200);
+    expect(answer.json()).toMatchObject({ model: "weights-b", choices: [{ text: expected }] });
+    expect(
+      (await call("GET", "/models", undefined, at)).json().data.map((m: { id: string }) => m.id),
+    ).toEqual(["weights-b"]);
+    expect((await call("GET", "/models/weights-a", undefined, at)).json().id).toBe("weights-b");
+    expectError(await call("GET", "/models/weights-c", undefined, at), 404, "model_not_found", "model");
+    await running;
+
+    const other = createModel({ ...config, n_embd: 16 }, { seed: 6 });
+    try {
+      await expect(s.swap({ model: other, tokenizer, modelId: "weights-c" })).rejects.toMatchObject({
+        code: "SERVE_MODEL_MISMATCH",
+      });
+    } finally {
+      other.dispose();
+    }
+    expect(s.modelId).toBe("weights-b");
+    expect(
+      (await call("POST", "/completions", { model: "weights-b", prompt: "x", max_tokens: 2 }, at)).status,
+    ).toBe(200);
+  });
+});
+
 describe("deepshard inference serve", () => {
   it("without --model asks the node's API, and says clearly when no node answers", async () => {
     const { DEEPSHARD_BACKEND: _, ...env } = process.env;

@@ -31,14 +31,17 @@ export class GenerationQueue {
     return this.#waiting.length;
   }
 
-  /** Waits for the slot; call the returned function when done with it. */
-  acquire(signal: AbortSignal): Promise<() => void> {
+  /**
+   * Waits for the slot; call the returned function when done with it. `first` goes ahead of every
+   * waiter and is never refused for a full queue (the server's own work, such as switching models).
+   */
+  acquire(signal: AbortSignal, first = false): Promise<() => void> {
     signal.throwIfAborted();
     if (!this.#running) {
       this.#running = true;
       return Promise.resolve(this.#release());
     }
-    if (this.#waiting.length >= this.#maxWaiting) {
+    if (!first && this.#waiting.length >= this.#maxWaiting) {
       const retryAfter = Math.max(1, Math.ceil(((this.#waiting.length + 1) * this.#meanMs) / 1000));
       return Promise.reject(
         new OpenAIError(
@@ -63,7 +66,8 @@ export class GenerationQueue {
         },
       };
       signal.addEventListener("abort", waiter.onAbort, { once: true });
-      this.#waiting.push(waiter);
+      if (first) this.#waiting.unshift(waiter);
+      else this.#waiting.push(waiter);
     });
   }
 

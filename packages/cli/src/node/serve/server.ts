@@ -47,12 +47,21 @@ export interface OpenAIServer {
   readonly url: string;
   readonly port: number;
   readonly host: string;
+  /** The id of the model served now (see swap). */
   readonly modelId: string;
   readonly limits: ServeLimits;
   /** The model's config has a `chat_template` this server does not render (see chat.ts). */
   readonly chatTemplateIgnored: boolean;
   /** Generations running (0 or 1) and waiting. */
   stats(): { running: number; waiting: number };
+  /**
+   * Serves `model` from now on: waits for the running generation (waiting ones run on the new
+   * model), then switches. The model must have the same configuration (architecture, vocabulary,
+   * context) as the one served; the previous model id stays accepted as another name for the new
+   * one, so clients configured with it keep working. Returns the previous model, for the caller to
+   * dispose.
+   */
+  swap(next: { model: CausalLM; tokenizer: Tokenizer; modelId: string }): Promise<CausalLM>;
   /** Stops accepting, cancels running and queued generations, closes connections. */
   close(): Promise<void>;
 }
@@ -60,21 +69,35 @@ export interface OpenAIServer {
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
 export async function startOpenAIServer(options: OpenAIServerOptions): Promise<OpenAIServer> {
-  const { model, tokenizer, modelId } = options;
+  const { model: first } = options;
+  // What requests run on; swap() replaces it between generations.
+  let current = {
+    model: first,
+    tokenizer: options.tokenizer,
+    modelId: options.modelId,
+    created: Math.floor(Date.now() / 1000),
+  };
+  // Ids served before: still accepted, as names of the current model.
+  const previousIds = new Set<string>();
   const host = options.host ?? "127.0.0.1";
   const limits: ServeLimits = {
     ...DEFAULT_LIMITS,
     // A prompt must leave room for at least one new token.
-    maxPromptTokens: model.config.maxPositions - 1,
+    maxPromptTokens: first.config.maxPositions - 1,
     ...options.limits,
   };
-  if (limits.maxPromptTokens > model.config.maxPositions - 1)
-    limits.maxPromptTokens = model.config.maxPositions - 1;
+  if (limits.maxPromptTokens > first.config.maxPositions - 1)
+    limits.maxPromptTokens = first.config.maxPositions - 1;
   const queue = new GenerationQueue(limits.maxQueue);
   const stopping = new AbortController();
   const inFlight = new Set<Promise<void>>();
-  const created = Math.floor(Date.now() / 1000);
-  const card = { id: modelId, object: "model", created, owned_by: "deepshard" };
+  const card = () => ({
+    id: current.modelId,
+    object: "model",
+    created: current.created,
+    owned_by: "deepshard",
+  });
+  const served = (id: unknown) => id === current.modelId || previousIds.has(id as string);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method ?? "GET";
@@ -97,13 +120,13 @@ export async function startOpenAIServer(options: OpenAIServerOptions): Promise<O
       const path = new URL(req.url ?? "/", "http://localhost").pathname.replace(/\/+$/, "");
       if (path === "/v1/models") {
         allow(method, "GET", path);
-        return sendJson(res, 200, { object: "list", data: [card] });
+        return sendJson(res, 200, { object: "list", data: [card()] });
       }
       if (path.startsWith("/v1/models/")) {
         allow(method, "GET", path);
         const id = decodeURIComponent(path.slice("/v1/models/".length));
-        if (id !== modelId) throw unknownModel(id);
-        return sendJson(res, 200, card);
+        if (!served(id)) throw unknownModel(id);
+        return sendJson(res, 200, card());
       }
       const chat = path === "/v1/chat/completions";
       if (!chat && path !== "/v1/completions") {
@@ -111,13 +134,15 @@ export async function startOpenAIServer(options: OpenAIServerOptions): Promise<O
       }
       allow(method, "POST", path);
       const body = parseBody(await readBody(req, limits.maxBodyBytes));
-      if (body.model !== modelId) throw unknownModel(body.model as string);
+      if (!served(body.model)) throw unknownModel(body.model as string);
       const request = chat ? parseChat(body, limits) : parseCompletion(body, limits);
       const prompt = "messages" in request ? renderChat(request.messages) : request.prompt;
       const stops = "messages" in request ? [...request.stop, ...CHAT_STOPS] : request.stop;
+      // Models are switched only for one of the same configuration, so the tokens stay valid.
+      const { tokenizer } = current;
       let promptTokens = tokenizer.encode(prompt);
       // An empty prompt starts a document: GPT-2's convention of <|endoftext|> as its first token.
-      if (promptTokens.length === 0) promptTokens = [model.config.bosTokenId ?? tokenizer.eosTokenId];
+      if (promptTokens.length === 0) promptTokens = [first.config.bosTokenId ?? tokenizer.eosTokenId];
       if (promptTokens.length > limits.maxPromptTokens) {
         throw new OpenAIError(
           400,
@@ -128,6 +153,8 @@ export async function startOpenAIServer(options: OpenAIServerOptions): Promise<O
       }
       const release = await queue.acquire(signal);
       try {
+        // The model this slot runs on: a switch happens between generations, never during one.
+        const { model, modelId } = current;
         const run = (onText: (piece: string) => void) =>
           complete(model, tokenizer, promptTokens, request, stops, signal, onText);
         const reply = {
@@ -193,10 +220,35 @@ export async function startOpenAIServer(options: OpenAIServerOptions): Promise<O
     url: `http://${host.includes(":") ? `[${host}]` : host}:${port}/v1`,
     port,
     host,
-    modelId,
+    get modelId() {
+      return current.modelId;
+    },
     limits,
-    chatTemplateIgnored: typeof model.config.raw.chat_template === "string",
+    chatTemplateIgnored: typeof first.config.raw.chat_template === "string",
     stats: () => ({ running: queue.running, waiting: queue.waiting }),
+    async swap(next) {
+      // The parsed configuration (architecture, vocabulary, context, tokenizer), not config.json's text.
+      const { raw: _was, ...was } = current.model.config as unknown as Record<string, unknown>;
+      const { raw: _now, ...now } = next.model.config as unknown as Record<string, unknown>;
+      const differs = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter(
+        (key) => JSON.stringify(was[key]) !== JSON.stringify(now[key]),
+      );
+      if (differs.length > 0) {
+        throw new DeepshardError("SERVE_MODEL_MISMATCH", "the new model's configuration differs", {
+          details: `different: ${differs.join(", ")}; restart the server to serve another architecture`,
+        });
+      }
+      const release = await queue.acquire(stopping.signal, true);
+      const previous = current;
+      try {
+        if (next.modelId !== previous.modelId) previousIds.add(previous.modelId);
+        previousIds.delete(next.modelId);
+        current = { ...next, created: Math.floor(Date.now() / 1000) };
+      } finally {
+        release();
+      }
+      return previous.model;
+    },
     close() {
       closing ??= (async () => {
         stopping.abort(new DeepshardError("SERVER_CLOSED", "the server is stopping"));
