@@ -5,14 +5,18 @@
  * accepts and rewards the good text and slashes the copy; the training round it opens ends with
  * the dishonest trainer slashed and the honest ones rewarded; the new canonical weights fit the
  * accepted text better than genesis; the inference node buys a license at the risen price,
- * fetches, verifies and generates; all nodes agree on the state root and the supply adds up.
+ * fetches, verifies and generates; all nodes agree on the state root and the supply adds up. An
+ * OpenAI server (`deepshard inference serve`) started on the genesis weights switches to the new
+ * canonical ones once the node holds their license, and answers with them.
  */
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import type { ParamsOverrides } from "@deepshard/ledger";
 import { readKeystore } from "@deepshard/protocol";
-import { evaluateTexts, initBackend, loadModel } from "@deepshard/tensor";
+import { evaluateTexts, generateText, initBackend, loadModel, tokenizerFor } from "@deepshard/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeepshardClient } from "../src/node/client.ts";
 import { networkPaths } from "../src/node/datadir.ts";
@@ -26,6 +30,7 @@ import {
 } from "../src/node/devnet.ts";
 import { InformantClient } from "../src/node/roles/informant/client.ts";
 import { WeightsClient } from "../src/node/roles/storage/client.ts";
+import { killChildren } from "./node-fixture.ts";
 
 const RECIPE = { steps: 20, batchSize: 8, context: 64, nEmbd: 16, nLayer: 1, nHead: 2 };
 const PARAMS: ParamsOverrides = {
@@ -51,6 +56,7 @@ let dir: string;
 let manifest: DevnetManifest;
 let devnet: Devnet | undefined;
 const events: DevnetEvent[] = [];
+const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "deepshard-e2e-"));
@@ -71,6 +77,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await killChildren(children);
   await devnet?.stop();
   await rm(dir, { recursive: true, force: true });
 });
@@ -88,6 +95,35 @@ async function until<T>(what: string, check: () => Promise<T | undefined>, timeo
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** `deepshard inference serve --json` of the node's canonical weights, its stdout as JSON lines. */
+function serveCanonical(api: string) {
+  const { DEEPSHARD_BACKEND: _b, DEEPSHARD_API: _a, ...env } = process.env;
+  const bin = join(import.meta.dirname, "..", "bin", "deepshard.js");
+  const args = ["inference", "serve", "--api", api, "--port", "0", "--backend", "wasm", "--json"];
+  const child = spawn(process.execPath, [bin, ...args, "--follow-every", "1"], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  const lines: Record<string, unknown>[] = [];
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  createInterface({ input: child.stdout! }).on("line", (line) => lines.push(JSON.parse(line)));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const line = (what: string, match: (l: Record<string, unknown>) => boolean, timeoutMs: number) =>
+    until(
+      `serve: ${what} (stderr: ${stderr})`,
+      async () => (child.exitCode !== null ? null : lines.find(match)),
+      timeoutMs,
+    ).then((l) => {
+      if (l === null) throw new Error(`serve exited with ${child.exitCode}: ${stderr}`);
+      return l;
+    });
+  return { child, exited, line };
 }
 
 interface TrainerRound {
@@ -124,6 +160,22 @@ describe("the whole cycle on a devnet", () => {
       expect(rejected.status).toBe("rejected");
       expect(rejected.net).toBe(-150n);
 
+      // An OpenAI server of the canonical weights, still genesis: it needs their license first.
+      const key = await readKeystore(networkPaths(n0.dataDir, manifest.chainId).nodeKey, DEVNET_PASSPHRASE);
+      const genesisLicense = await clients[0]!.send(
+        key.secretKey,
+        {
+          type: "weights.buy",
+          weightsId: Buffer.from(manifest.weightsId, "hex"),
+          maxPrice: (await clients[0]!.status()).price,
+        },
+        { wait: true },
+      );
+      expect(genesisLicense.code).toBe(0);
+      const server = serveCanonical(n0.api);
+      const listening = await server.line("listening", (l) => typeof l.url === "string", 60_000);
+      expect(listening).toMatchObject({ weightsId: manifest.weightsId, following: true });
+
       // Training loop: the accepted text opened a round; it settles with the dishonest trainer
       // slashed and the honest ones rewarded (a round the honest ones missed on a busy machine
       // fails and the next one opens, so the test looks for the round where all three took part).
@@ -151,7 +203,6 @@ describe("the whole cycle on a devnet", () => {
       // Inference: a license at the risen price, the weights fetched and verified, text generated.
       const status = await clients[0]!.status();
       expect(status.price).toBeGreaterThan(priceBefore);
-      const key = await readKeystore(networkPaths(n0.dataDir, manifest.chainId).nodeKey, DEVNET_PASSPHRASE);
       const bought = await clients[0]!.send(
         key.secretKey,
         { type: "weights.buy", weightsId: Buffer.from(canonical, "hex"), maxPrice: status.price },
@@ -166,6 +217,19 @@ describe("the whole cycle on a devnet", () => {
       expect(text.weightsId).toBe(canonical);
       expect(text.text.length).toBeGreaterThan(0);
 
+      // The server switched to them (the license is held now) and answers with them, also to the
+      // genesis id its clients knew.
+      const switched = await server.line("the switch", (l) => l.event === "switched", 60_000);
+      expect(switched).toMatchObject({ weightsId: canonical, model: canonical });
+      const served = await fetch(`${listening.url}/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: manifest.weightsId, prompt: "Seven plus", max_tokens: 12, seed: 1 }),
+      });
+      expect(served.status).toBe(200);
+      const completion = (await served.json()) as { model: string; choices: { text: string }[] };
+      expect(completion.model).toBe(canonical);
+
       // The new weights fit the accepted text better than genesis.
       await initBackend({ backend: "wasm" });
       const before = await loadModel(await genesisModel(dir, RECIPE));
@@ -174,6 +238,12 @@ describe("the whole cycle on a devnet", () => {
         const lossBefore = evaluateTexts(before, [GOOD_TEXT]).meanCrossEntropy;
         const lossAfter = evaluateTexts(after, [GOOD_TEXT]).meanCrossEntropy;
         expect(lossAfter).toBeLessThan(lossBefore);
+        let expected = "";
+        const options = { seed: 1, maxNewTokens: 12 };
+        for await (const piece of generateText(after, tokenizerFor(after.config), "Seven plus", options)) {
+          expected += piece;
+        }
+        expect(completion.choices[0]!.text).toBe(expected);
       } finally {
         before.dispose();
         after.dispose();
@@ -186,6 +256,8 @@ describe("the whole cycle on a devnet", () => {
       expect(new Set(hashes).size).toBe(1);
       for (const c of clients) expect((await c.supply()).holds).toBe(true);
       expect(n2.roles).toContain("trainer");
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
     } finally {
       for (const c of [...clients, ...weights]) await c.close();
     }

@@ -21,6 +21,16 @@ export function registerInference(program: Command): void {
         "address to bind; anything but loopback exposes the model unauthenticated",
         "127.0.0.1",
       )
+      .option(
+        "--no-follow",
+        "serving the canonical weights: keep serving these when a training round makes new ones",
+      )
+      .option(
+        "--follow-every <seconds>",
+        "serving the canonical weights: how often to ask the node whether they changed",
+        positiveInt,
+        10,
+      )
       .option("--name <id>", "the model id clients pass (default: the weights id)")
       .option("--max-tokens <n>", "most new tokens a request may ask for", positiveInt, 512)
       .option(
@@ -39,7 +49,10 @@ export function registerInference(program: Command): void {
     .addHelpText(
       "after",
       "\nWith --json one line is printed once listening: " +
-        '{"url", "model", "weightsId", "host", "port", "dir", "backend", "limits"}.' +
+        '{"url", "model", "weightsId", "host", "port", "dir", "backend", "limits", "following"}.' +
+        "\nServing the canonical weights (no --model, no --weights-id), it switches to new ones between" +
+        "\ngenerations once this node's account holds a license for them, and prints" +
+        '\n{"event": "switched", "model", "weightsId", "dir"} (the old model id stays accepted as a name).' +
         "\nChat messages are rendered as 'System: …', 'User: …' lines and the model continues after 'Assistant:'." +
         "\n\nExamples:\n  deepshard inference serve --model ./genesis --port 8000" +
         "\n  curl http://127.0.0.1:8000/v1/completions -H 'content-type: application/json' \\" +

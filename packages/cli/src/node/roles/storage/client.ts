@@ -12,6 +12,7 @@
  * A refusal by the node is a ClientError with the node's code (NO_LICENSE, NO_MODEL, …); a route
  * of a role the node does not run is ROLE_NOT_RUNNING.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, callNode, type NodeEndpoint, nodeEndpoint } from "../../client.ts";
 import type { FetchJob } from "../inference/index.ts";
 
@@ -128,10 +129,11 @@ export class WeightsClient {
   async waitForFetch(
     weightsId: string,
     onProgress?: (job: FetchJob) => void,
-    options: { timeoutMs?: number; pollMs?: number } = {},
+    options: { timeoutMs?: number; pollMs?: number; signal?: AbortSignal } = {},
   ): Promise<FetchJob> {
     const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000);
     for (;;) {
+      options.signal?.throwIfAborted();
       const job = (await this.inferenceStatus()).fetches.find((j) => j.weightsId === weightsId);
       if (!job) throw new ClientError(404, "NO_FETCH", `the node is not fetching weights ${weightsId}`);
       onProgress?.(job);
@@ -148,7 +150,7 @@ export class WeightsClient {
       }
       if (Date.now() > deadline)
         throw new ClientError(0, "FETCH_TIMEOUT", `weights ${weightsId} not fetched in time`);
-      await new Promise((r) => setTimeout(r, options.pollMs ?? 200));
+      await sleep(options.pollMs ?? 200, undefined, options.signal ? { signal: options.signal } : {});
     }
   }
 
