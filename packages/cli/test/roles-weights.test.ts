@@ -258,7 +258,16 @@ describe("the weights validator", () => {
     expect(byTrainer.get(keyOf(BASE))!.reasons).toContain("weights_unchanged");
     expect(byTrainer.get(keyOf(NOISY))).toMatchObject({ accept: false, weightsId: noisy.weightsId });
     expect(byTrainer.get(keyOf(NOISY))!.reasons.length).toBeGreaterThan(0);
-    expect(byTrainer.get(keyOf(GHOST))).toMatchObject({ accept: false, reasons: ["weights_unavailable"] });
+    expect(byTrainer.get(keyOf(GHOST))).toMatchObject({
+      accept: false,
+      reasons: ["weights_unavailable"],
+      score: null,
+      deviation: null,
+    });
+    // Judged models carry the judge's score and deviation; the noise strays further than the honest result.
+    const deviation = (t: number) => byTrainer.get(keyOf(t))!.deviation!;
+    expect(deviation(HONEST)).toBeGreaterThanOrEqual(0);
+    expect(deviation(NOISY)).toBeGreaterThan(deviation(HONEST));
     // The noisy weights came from their trainer's own peer (nobody announces them).
     expect(
       validator.events.some(

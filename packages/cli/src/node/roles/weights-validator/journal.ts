@@ -20,6 +20,12 @@ export interface TrainerVerdictRecord {
   reasons: string[];
   /** The judge's suspicion score (> 1 rejects); null when no judgement was possible. */
   score: number | null;
+  /**
+   * How far the model strays from the references' honest band, in honest standard deviations
+   * (`Verdict.deviation` of @deepshard/validator: what ranks accepted models); null when no
+   * judgement was possible, absent in records written before it was kept.
+   */
+  deviation?: number | null;
   /** Bit-identical to this validator's replica of the round's recipe. */
   replayed: boolean;
 }

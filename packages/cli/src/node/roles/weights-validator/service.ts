@@ -645,13 +645,14 @@ export class WeightsValidatorService implements RoleService {
       s: SubmissionState,
       accept: boolean,
       reasons: string[],
-      score: number | null,
+      judged: { score: number; deviation: number } | null,
     ): TrainerVerdictRecord => ({
       trainer: s.trainer,
       weightsId: s.weightsId,
       accept,
       reasons: reasons.slice(0, MAX_REASONS),
-      score,
+      score: judged?.score ?? null,
+      deviation: judged?.deviation ?? null,
       replayed: s.weightsId === job.exactId,
     });
     let judged = new Set<SubmissionState>();
@@ -674,14 +675,14 @@ export class WeightsValidatorService implements RoleService {
             verdicts.push(entry(s, false, [INVALID], null));
           } else if (s.weightsId === job.exactId) {
             // The round's recipe reproduced bit for bit: honest whatever the band says.
-            verdicts.push(entry(s, true, [], v.score));
+            verdicts.push(entry(s, true, [], v));
           } else {
             verdicts.push(
               entry(
                 s,
                 v.accept,
                 v.reasons.map((r) => r.code),
-                v.score,
+                v,
               ),
             );
           }
