@@ -123,7 +123,7 @@ function serveCanonical(api: string) {
       if (l === null) throw new Error(`serve exited with ${child.exitCode}: ${stderr}`);
       return l;
     });
-  return { child, exited, line };
+  return { child, exited, line, stderr: () => stderr };
 }
 
 interface TrainerRound {
@@ -203,6 +203,14 @@ describe("the whole cycle on a devnet", () => {
       // Inference: a license at the risen price, the weights fetched and verified, text generated.
       const status = await clients[0]!.status();
       expect(status.price).toBeGreaterThan(priceBefore);
+      // The server sees the new weights and says once why it keeps serving genesis for now.
+      const waiting = `the canonical weights are now ${canonical.slice(0, 16)}…, still serving`;
+      await until(
+        "serve to tell it needs a license",
+        async () => server.stderr().includes(waiting) || undefined,
+        30_000,
+      );
+      expect(server.stderr()).toContain("holds no license");
       const bought = await clients[0]!.send(
         key.secretKey,
         { type: "weights.buy", weightsId: Buffer.from(canonical, "hex"), maxPrice: status.price },

@@ -146,7 +146,11 @@ async function follow(
       let canonical = serving;
       try {
         canonical = (await client.inferenceStatus()).canonicalWeightsId;
-        if (canonical === serving) continue;
+        if (canonical === serving) {
+          // All is well again: a problem that comes back is told again.
+          told.clear();
+          continue;
+        }
         const dir = await fetchThrough(client, canonical, signal);
         await checkModelDir(dir);
         const model = await loadModel(dir);
