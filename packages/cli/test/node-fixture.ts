@@ -15,6 +15,22 @@ export const FAST_KDF = { n: 2 ** 4, r: 8, p: 1 };
 export const NODE_BALANCE = 1_000_000n;
 export const USER_BALANCE = 5_000n;
 
+/**
+ * A node's settings for tests: loopback on free ports, blocks every 100 ms, warnings only, a 5 s stop
+ * deadline; `overrides` (roles, bootstrap, log level) on top.
+ */
+export function testNodeConfig(chainId: string, overrides: Partial<NodeConfig> = {}): NodeConfig {
+  return {
+    ...defaultConfig(chainId),
+    listen: ["/ip4/127.0.0.1/tcp/0"],
+    apiPort: 0,
+    blockIntervalMs: 100,
+    logLevel: "warn",
+    stopTimeoutMs: 5_000,
+    ...overrides,
+  };
+}
+
 export interface TestNetwork {
   dataDir: string;
   paths: NetworkPaths;
@@ -41,14 +57,7 @@ export async function makeNetwork(dataDir: string, chainId = "test-net"): Promis
     accounts: [{ address: user.publicKey, balance: USER_BALANCE }],
   });
   await writeGenesis(paths.genesis, genesis);
-  const config: NodeConfig = {
-    ...defaultConfig(chainId),
-    listen: ["/ip4/127.0.0.1/tcp/0"],
-    apiPort: 0,
-    blockIntervalMs: 100,
-    logLevel: "warn",
-    stopTimeoutMs: 5_000,
-  };
+  const config = testNodeConfig(chainId);
   await writeConfigFile(paths.config, config);
   return {
     dataDir,

@@ -7,13 +7,14 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createGenesis, genesisToString, type ParamsOverrides } from "@deepshard/ledger";
 import { generateKeyPair, type KeyPair } from "@deepshard/protocol";
-import { defaultConfig, type NodeConfig, type Role } from "../src/node/config.ts";
+import type { Role } from "../src/node/config.ts";
 import { Daemon } from "../src/node/daemon.ts";
 import { type NetworkPaths, networkPaths } from "../src/node/datadir.ts";
 import type { NodeEvent } from "../src/node/events.ts";
 import { createLogger } from "../src/node/logger.ts";
 import { type DataValidatorOptions, DataValidatorService } from "../src/node/roles/data-validator/index.ts";
 import { type InformantOptions, InformantService } from "../src/node/roles/informant/index.ts";
+import { testNodeConfig } from "./node-fixture.ts";
 
 export const CHAIN_ID = "data-net";
 export const VALIDATOR_BOND = 100_000n;
@@ -80,16 +81,11 @@ export async function startDataNode(
   i: number,
   options: StartOptions,
 ): Promise<RunningNode> {
-  const config: NodeConfig = {
-    ...defaultConfig(CHAIN_ID),
+  const config = testNodeConfig(CHAIN_ID, {
     roles: options.roles,
-    listen: ["/ip4/127.0.0.1/tcp/0"],
     bootstrap: options.bootstrap ?? [],
-    apiPort: 0,
-    blockIntervalMs: 100,
     logLevel: "silent",
-    stopTimeoutMs: 5_000,
-  };
+  });
   const daemon = await Daemon.start({
     paths: net.pathsOf(i),
     config,

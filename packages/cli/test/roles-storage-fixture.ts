@@ -21,7 +21,7 @@ import {
   train,
 } from "@deepshard/tensor";
 import { ChunkStore } from "../src/node/blobs/index.ts";
-import { defaultConfig, type NodeConfig, type Role } from "../src/node/config.ts";
+import type { Role } from "../src/node/config.ts";
 import { Daemon } from "../src/node/daemon.ts";
 import { type NetworkPaths, networkPaths } from "../src/node/datadir.ts";
 import type { NodeEvent } from "../src/node/events.ts";
@@ -31,6 +31,7 @@ import { StorageService } from "../src/node/roles/storage/index.ts";
 import { importModel } from "../src/node/roles/storage/models.ts";
 import { type TrainerBehaviour, TrainerService } from "../src/node/roles/trainer/index.ts";
 import { signTx, type TxBody } from "../src/node/tx.ts";
+import { testNodeConfig } from "./node-fixture.ts";
 
 export const CHAIN_ID = "weights-net";
 export const CHUNK_SIZE = 4096;
@@ -145,16 +146,11 @@ export async function startWeightsNode(
   if (options.seedGenesis) {
     await importModel(await ChunkStore.open(paths.root), net.genesisDir, { chunkSize: CHUNK_SIZE });
   }
-  const config: NodeConfig = {
-    ...defaultConfig(CHAIN_ID),
+  const config = testNodeConfig(CHAIN_ID, {
     roles: options.roles,
-    listen: ["/ip4/127.0.0.1/tcp/0"],
     bootstrap: (options.bootstrap ?? []).flatMap((d) => d.ledger.host.addresses().map(String)),
-    apiPort: 0,
-    blockIntervalMs: 100,
     logLevel: "silent",
-    stopTimeoutMs: 5_000,
-  };
+  });
   const directory = { announceIntervalMs: ANNOUNCE_MS };
   const daemon = await Daemon.start({
     paths,

@@ -17,7 +17,7 @@ import type { KeyPair } from "@deepshard/protocol";
 import { genesisCorpus, loadModel, modelFromWeights, Rng, readWeights, saveModel } from "@deepshard/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChunkStore } from "../src/node/blobs/index.ts";
-import { defaultConfig, type NodeConfig, type Role } from "../src/node/config.ts";
+import { defaultConfig, type Role } from "../src/node/config.ts";
 import { Daemon } from "../src/node/daemon.ts";
 import type { NodeEvent } from "../src/node/events.ts";
 import { createLogger } from "../src/node/logger.ts";
@@ -26,6 +26,7 @@ import { importModel } from "../src/node/roles/storage/models.ts";
 import type { VerdictRecord } from "../src/node/roles/weights-validator/index.ts";
 import { WeightsValidatorService } from "../src/node/roles/weights-validator/index.ts";
 import type { RoleService } from "../src/node/service.ts";
+import { testNodeConfig } from "./node-fixture.ts";
 import {
   ANNOUNCE_MS,
   acceptData,
@@ -99,16 +100,11 @@ async function startNode(
   if (options.seedGenesis) {
     await importModel(await ChunkStore.open(paths.root), net.genesisDir, { chunkSize: CHUNK_SIZE });
   }
-  const config: NodeConfig = {
-    ...defaultConfig(CHAIN_ID),
+  const config = testNodeConfig(CHAIN_ID, {
     roles,
-    listen: ["/ip4/127.0.0.1/tcp/0"],
     bootstrap: (options.bootstrap ?? []).flatMap((d) => d.ledger.host.addresses().map(String)),
-    apiPort: 0,
-    blockIntervalMs: 100,
     logLevel: "silent",
-    stopTimeoutMs: 5_000,
-  };
+  });
   const daemon = await Daemon.start({
     paths,
     config,

@@ -9,11 +9,10 @@ import { createGenesis, writeGenesis } from "@deepshard/ledger";
 import { encodeAddress, generateKeyPair, type KeyPair } from "@deepshard/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DeepshardClient } from "../src/node/client.ts";
-import { defaultConfig, type NodeConfig } from "../src/node/config.ts";
 import { Daemon } from "../src/node/daemon.ts";
 import { type NetworkPaths, networkPaths } from "../src/node/datadir.ts";
 import { createLogger } from "../src/node/logger.ts";
-import { until } from "./node-fixture.ts";
+import { testNodeConfig, until } from "./node-fixture.ts";
 
 const CHAIN = "join-bond-net";
 const GENESIS_BOND = 100_000n;
@@ -40,17 +39,8 @@ async function networkDir(name: string): Promise<NetworkPaths> {
 }
 
 async function start(paths: NetworkPaths, key: KeyPair, bootstrap: string[] = []): Promise<Daemon> {
-  const config: NodeConfig = {
-    ...defaultConfig(CHAIN),
-    listen: ["/ip4/127.0.0.1/tcp/0"],
-    apiPort: 0,
-    blockIntervalMs: 100,
-    logLevel: "warn",
-    stopTimeoutMs: 5_000,
-    // Consensus only: the role services play no part in signing votes.
-    roles: [],
-    bootstrap,
-  };
+  // Consensus only: the role services play no part in signing votes.
+  const config = testNodeConfig(CHAIN, { roles: [], bootstrap });
   const daemon = await Daemon.start({
     paths,
     config,
