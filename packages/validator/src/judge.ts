@@ -322,6 +322,10 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
   // submissions widened the band, its distance ratios sit below 1, at referenceBand / band.
   const honestFar = referenceBand.weights2 / band.weights2;
   const honestJs = band.js > 0 ? referenceBand.js / band.js : 1;
+  // The improvement's honest spread widens with its threshold (see SPREAD_Z).
+  const improvementSpread =
+    HONEST_SPREAD.improvement *
+    (given.improvement < 1 ? Math.max(1, (1 - t.improvement) / (1 - given.improvement)) : 1);
   const verdicts = subs.map((s, index): Verdict => {
     const fp = s.fingerprint;
     const f = modelFeatures(fp, base);
@@ -370,10 +374,6 @@ export function judgeRound(input: JudgeInput): RoundJudgement {
     }
     checks.sort((x, y) => y.badness - x.badness);
     const reasons = checks.filter((c) => c.badness > 1);
-    // The improvement's honest spread widens with its threshold (see SPREAD_Z).
-    const improvementSpread =
-      HONEST_SPREAD.improvement *
-      (given.improvement < 1 ? Math.max(1, (1 - t.improvement) / (1 - given.improvement)) : 1);
     const deviation = Math.hypot(
       Math.max(0, 1 - progress) / HONEST_SPREAD.progress,
       Math.max(0, 1 - updateSize) / HONEST_SPREAD.updateSize,
